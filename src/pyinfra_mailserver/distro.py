@@ -1,0 +1,149 @@
+"""Per-distro facts (package names, paths, service names, ports): the one table the rest reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Family(StrEnum):
+    DEBIAN = "debian"
+    RHEL = "rhel"
+
+
+@dataclass(frozen=True)
+class Distro:
+    """Everything that differs between distro families, so templates and deploys never hard-code it."""
+
+    family: Family
+    # packages
+    postfix_packages: tuple[str, ...]
+    postfix_map_packages: tuple[str, ...]
+    dovecot_core_packages: tuple[str, ...]
+    dovecot_protocol_packages: dict[str, tuple[str, ...]]
+    saslauthd_packages: tuple[str, ...]
+    procmail_package: str
+    maildrop_package: str
+    # paths
+    postfix_dir: str
+    postfix_queue_dir: str
+    postfix_chroot_dir: str
+    dovecot_dir: str
+    aliases_file: str
+    sasl_smtpd_conf: str
+    saslauthd_defaults_file: str
+    saslauthd_default_socket_dir: str
+    tls_cert_dir: str
+    tls_key_dir: str
+    mail_log: str
+    procmail_path: str
+    maildrop_path: str
+    # users and services
+    postfix_user: str
+    sasl_group: str
+    dovecot_user: str
+    services: dict[str, str]
+    # the map type Postfix builds indexed maps with on this family (postconf default_database_type)
+    default_database_type: str
+    # the format of the saslauthd defaults file: "debian" (START/MECHANISMS/OPTIONS) or "rhel"
+    saslauthd_defaults_style: str
+    ports: dict[str, int] = field(default_factory=lambda: dict(PORTS))
+
+
+# Well-known ports of the mail protocols, shared by every family.
+PORTS: dict[str, int] = {
+    "smtp": 25,
+    "submission": 587,
+    "smtps": 465,
+    "imap": 143,
+    "imaps": 993,
+    "pop3": 110,
+    "pop3s": 995,
+    "lmtp": 24,
+}
+
+DEBIAN = Distro(
+    family=Family.DEBIAN,
+    postfix_packages=("postfix",),
+    postfix_map_packages=("postfix-lmdb", "postfix-pcre"),
+    dovecot_core_packages=("dovecot-core",),
+    dovecot_protocol_packages={
+        "imap": ("dovecot-imapd",),
+        "pop3": ("dovecot-pop3d",),
+        "lmtp": ("dovecot-lmtpd",),
+    },
+    saslauthd_packages=("sasl2-bin", "libsasl2-modules"),
+    procmail_package="procmail",
+    maildrop_package="maildrop",
+    postfix_dir="/etc/postfix",
+    postfix_queue_dir="/var/spool/postfix",
+    postfix_chroot_dir="/var/spool/postfix",
+    dovecot_dir="/etc/dovecot",
+    aliases_file="/etc/aliases",
+    sasl_smtpd_conf="/etc/postfix/sasl/smtpd.conf",
+    saslauthd_defaults_file="/etc/default/saslauthd",
+    saslauthd_default_socket_dir="/var/run/saslauthd",
+    tls_cert_dir="/etc/ssl/certs",
+    tls_key_dir="/etc/ssl/private",
+    mail_log="/var/log/mail.log",
+    procmail_path="/usr/bin/procmail",
+    maildrop_path="/usr/bin/maildrop",
+    postfix_user="postfix",
+    sasl_group="sasl",
+    dovecot_user="dovecot",
+    services={"postfix": "postfix", "dovecot": "dovecot", "saslauthd": "saslauthd"},
+    default_database_type="hash",
+    saslauthd_defaults_style="debian",
+)
+
+RHEL = Distro(
+    family=Family.RHEL,
+    postfix_packages=("postfix",),
+    postfix_map_packages=("postfix-lmdb", "postfix-pcre"),
+    dovecot_core_packages=("dovecot",),
+    dovecot_protocol_packages={"imap": (), "pop3": (), "lmtp": ()},
+    saslauthd_packages=("cyrus-sasl", "cyrus-sasl-plain"),
+    procmail_package="procmail",
+    maildrop_package="maildrop",
+    postfix_dir="/etc/postfix",
+    postfix_queue_dir="/var/spool/postfix",
+    postfix_chroot_dir="/var/spool/postfix",
+    dovecot_dir="/etc/dovecot",
+    aliases_file="/etc/aliases",
+    sasl_smtpd_conf="/etc/sasl2/smtpd.conf",
+    saslauthd_defaults_file="/etc/sysconfig/saslauthd",
+    saslauthd_default_socket_dir="/run/saslauthd",
+    tls_cert_dir="/etc/pki/tls/certs",
+    tls_key_dir="/etc/pki/tls/private",
+    mail_log="/var/log/maillog",
+    procmail_path="/usr/bin/procmail",
+    maildrop_path="/usr/bin/maildrop",
+    postfix_user="postfix",
+    sasl_group="saslauth",
+    dovecot_user="dovecot",
+    services={"postfix": "postfix", "dovecot": "dovecot", "saslauthd": "saslauthd"},
+    default_database_type="lmdb",
+    saslauthd_defaults_style="rhel",
+)
+
+DISTROS: dict[Family, Distro] = {Family.DEBIAN: DEBIAN, Family.RHEL: RHEL}
+
+# os-release IDs (ID and ID_LIKE) that belong to each family, for choosing a family from host facts.
+FAMILY_IDS: dict[Family, frozenset[str]] = {
+    Family.DEBIAN: frozenset({"debian", "ubuntu", "raspbian", "devuan"}),
+    Family.RHEL: frozenset({"rhel", "centos", "fedora", "rocky", "almalinux", "ol"}),
+}
+
+
+def get(family: Family | str) -> Distro:
+    """The table row of a family, by enum or by name."""
+    return DISTROS[Family(family)]
+
+
+def family_from_os_release(os_id: str, id_like: str = "") -> Family | None:
+    """Pick the family of a host from its os-release ID / ID_LIKE; None when it is not supported."""
+    for ident in [os_id, *id_like.split()]:
+        for fam, ids in FAMILY_IDS.items():
+            if ident.strip().lower() in ids:
+                return fam
+    return None
