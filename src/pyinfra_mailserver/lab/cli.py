@@ -28,12 +28,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     up = lsub.add_parser("up", help="create hosts mx1..mxN (hosts already up are left alone)")
     up.add_argument("--hosts", type=int, default=1, metavar="N", help="number of hosts (default 1)")
     up.add_argument("--release", default="bookworm", help="Debian release (default bookworm)")
-    up.add_argument("--variant", choices=VARIANTS, default="virtual",
-                    help="inventory group for new hosts: lab_virtual or lab_saslauthd (default virtual)")
-    up.add_argument("--subnet", default=None,
-                    help="lab subnet when creating the lab (default $MAILSERVER_LAB_SUBNET or 10.213.0.0/24)")
-    up.add_argument("--bridge", default=None,
-                    help="bridge name when creating the lab (default $MAILSERVER_LAB_BRIDGE or mslab0)")
+    up.add_argument(
+        "--variant",
+        choices=VARIANTS,
+        default="virtual",
+        help="inventory group for new hosts: lab_virtual or lab_saslauthd (default virtual)",
+    )
+    up.add_argument(
+        "--subnet",
+        default=None,
+        help="lab subnet when creating the lab (default $MAILSERVER_LAB_SUBNET or 10.213.0.0/24)",
+    )
+    up.add_argument(
+        "--bridge",
+        default=None,
+        help="bridge name when creating the lab (default $MAILSERVER_LAB_BRIDGE or mslab0)",
+    )
     up.set_defaults(func=_up)
 
     down = lsub.add_parser("down", help="destroy hosts; with no NAME everything (bridge and proxy too)")

@@ -56,8 +56,14 @@ def prepare_upper(st: LabState, h: HostState) -> None:
     for d in ("upper", "work", "root"):
         (hdir / d).mkdir(parents=True, exist_ok=True)
     # upper/<dir> must carry the lower dir's mode, or overlay shows the upper one (root/.ssh is 0700).
-    for d, mode in (("etc", 0o755), ("etc/ssh", 0o755), ("etc/apt", 0o755), ("etc/apt/apt.conf.d", 0o755),
-                    ("root", 0o700), ("root/.ssh", 0o700)):
+    for d, mode in (
+        ("etc", 0o755),
+        ("etc/ssh", 0o755),
+        ("etc/apt", 0o755),
+        ("etc/apt/apt.conf.d", 0o755),
+        ("root", 0o700),
+        ("root/.ssh", 0o700),
+    ):
         (upper / d).mkdir(parents=True, exist_ok=True)
         os.chmod(upper / d, mode)
     _write(upper / "etc/hostname", h.fqdn + "\n")
@@ -82,23 +88,28 @@ def boot(st: LabState, h: HostState) -> subprocess.Popen[bytes]:
     """
     hdir = Path(h.host_dir)
     root = hdir / "root"
-    overlay = (
-        f"lowerdir={h.image},upperdir={hdir / 'upper'},workdir={hdir / 'work'}"
-    )
+    overlay = f"lowerdir={h.image},upperdir={hdir / 'upper'},workdir={hdir / 'work'}"
     nspawn = [
-        tool("systemd-nspawn"), "-b", "-D", str(root), "-M", h.machine, f"--hostname={h.fqdn}",
+        tool("systemd-nspawn"),
+        "-b",
+        "-D",
+        str(root),
+        "-M",
+        h.machine,
+        f"--hostname={h.fqdn}",
         "--register=no",  # no systemd-machined on a controller whose PID 1 is not systemd
         "--keep-unit",  # stay in the cgroup we put ourselves in (below)
         f"--network-namespace-path={network.NETNS_DIR / h.netns}",
-        "--resolv-conf=off", "--timezone=off", "--link-journal=no", "--console=passive",
+        "--resolv-conf=off",
+        "--timezone=off",
+        "--link-journal=no",
+        "--console=passive",
     ]
     mount = [tool("mount"), "-t", "overlay", "overlay", "-o", overlay, str(root)]
     inner = shlex.join(mount) + " && exec " + shlex.join(nspawn)
     procs = " ".join(shlex.quote(str(Path(d) / "cgroup.procs")) for d in h.cgroups)
-    script = (
-        f"for f in {procs}; do echo $$ > \"$f\" || exit 97; done; "
-        "exec " + shlex.join([tool("unshare"), "--mount", "--propagation", "private", "--",
-                              "/bin/sh", "-c", inner])
+    script = f'for f in {procs}; do echo $$ > "$f" || exit 97; done; exec ' + shlex.join(
+        [tool("unshare"), "--mount", "--propagation", "private", "--", "/bin/sh", "-c", inner]
     )
     with open(h.console_log, "ab") as out:
         proc = subprocess.Popen(

@@ -82,8 +82,20 @@ class Lab:
         if not st.key_path.exists() or not Path(str(st.key_path) + ".pub").exists():
             for p in (st.key_path, Path(str(st.key_path) + ".pub")):
                 p.unlink(missing_ok=True)
-            run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "pyinfra-mailserver-lab",
-                 "-f", str(st.key_path)])
+            run(
+                [
+                    "ssh-keygen",
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    "pyinfra-mailserver-lab",
+                    "-f",
+                    str(st.key_path),
+                ]
+            )
         os.chmod(st.key_path, 0o600)
 
     # -- up ---------------------------------------------------------------------------------------
@@ -104,6 +116,7 @@ class Lab:
         check_preconditions()
         with locked(self.state_dir):
             st = self.state()
+            network.preflight(st)
             self._ensure_key(st)
             image, self.last_image_build_seconds = ensure_image(release, self.cache_dir)
             made: list[HostState] = []

@@ -54,6 +54,19 @@ def check_subnet_free(st: LabState) -> None:
             )
 
 
+def preflight(st: LabState) -> None:
+    """Network preconditions, checked before anything is built or created."""
+    if link_exists(st.bridge):
+        if not st.bridge_created:
+            raise LabError(
+                f"interface {st.bridge} already exists and was not made by this lab ({st.state_dir}); "
+                "choose another with --bridge or remove it",
+                EXIT_ADDRESS_IN_USE,
+            )
+        return
+    check_subnet_free(st)
+
+
 def ensure_bridge(st: LabState) -> None:
     """Create the lab bridge with the controller's address (.1) if it does not exist yet."""
     want = f"{st.bridge_ip}/{st.prefixlen}"

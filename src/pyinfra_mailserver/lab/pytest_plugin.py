@@ -136,8 +136,16 @@ class TestLab:
         """Run `pyinfra -y <lab inventory> ARGS...` against this lab (from the repo root)."""
         exe = Path(sys.executable).parent / "pyinfra"
         argv = [str(exe) if exe.exists() else "pyinfra", "-y", str(self.inventory_path), *args]
-        return subprocess.run(argv, env=self.env, cwd=REPO_ROOT, capture_output=True, text=True,
-                              timeout=timeout, check=False, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            argv,
+            env=self.env,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
 
     def _write_ssh_config(self) -> None:
         st = load(self.state_dir)

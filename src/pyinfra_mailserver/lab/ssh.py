@@ -10,12 +10,18 @@ from .util import tool
 # Only for lab hosts: they live on a private bridge and are recreated with fresh host keys, so a
 # known_hosts entry would only ever be wrong. Never reuse these options for real hosts.
 LAB_SSH_OPTIONS = (
-    "-o", "StrictHostKeyChecking=no",
-    "-o", "UserKnownHostsFile=/dev/null",
-    "-o", "GlobalKnownHostsFile=/dev/null",
-    "-o", "IdentitiesOnly=yes",
-    "-o", "LogLevel=ERROR",
-    "-o", "ConnectTimeout=10",
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "GlobalKnownHostsFile=/dev/null",
+    "-o",
+    "IdentitiesOnly=yes",
+    "-o",
+    "LogLevel=ERROR",
+    "-o",
+    "ConnectTimeout=10",
 )
 
 

@@ -57,7 +57,12 @@ def run(
     """Run a command, capturing output; on failure raise a LabError that shows what failed and why."""
     argv = [tool(argv[0]) if "/" not in argv[0] else argv[0], *argv[1:]]
     proc = subprocess.run(
-        argv, input=input, capture_output=True, text=True, timeout=timeout, check=False,
+        argv,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
         stdin=None if input is not None else subprocess.DEVNULL,
     )
     if check and proc.returncode != 0:
@@ -66,9 +71,7 @@ def run(
     return proc
 
 
-def wait_for(
-    what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.02
-) -> T:
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.02) -> T:
     """Poll `probe` until it returns something truthy, or fail after `timeout` seconds.
 
     Polling with a deadline instead of fixed sleeps: boots take 0.3 s on a quiet machine and several
