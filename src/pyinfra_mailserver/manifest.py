@@ -8,9 +8,12 @@ Render writes `files` to a tree; the deploy turns each entry into pyinfra operat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pyinfra_mailserver.distro import Distro
+
+if TYPE_CHECKING:
+    from pyinfra_mailserver.model import MailServer
 
 ServiceName = Literal["postfix", "dovecot", "saslauthd"]
 MapCommand = Literal["postmap", "postalias"]
@@ -111,6 +114,19 @@ class TlsPlan:
 
 
 @dataclass(frozen=True)
+class Account:
+    """A login the host must accept, for tests and audits. Never holds a password or hash: `secret` names
+    the file in the host's secrets directory (and `secret + ".password"` the lab plaintext, when made by
+    `mailserver secrets generate`)."""
+
+    login: str  # system user name, or the full address of a virtual mailbox
+    kind: Literal["system", "virtual"]
+    secret: str | None  # secret name, None when the data holds a literal hash
+    mailbox: str  # where its mail lands on the host (Maildir directory or mbox file)
+    services: tuple[str, ...]  # "smtp-auth", "imap", "pop3" (what the login must work for)
+
+
+@dataclass(frozen=True)
 class Manifest:
     hostname: str
     distro: Distro
@@ -129,6 +145,16 @@ class Manifest:
     postconf_master: tuple[str, ...]
     # secrets that must never appear in output (hashes, relay passwords); used for masking
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    # unix sockets that must exist once the stack runs (e.g. the SASL auth socket inside Postfix's chroot);
+    # the deploy's final verification checks them
+    sockets: tuple[str, ...] = ()
+    # --- added with the model/render issue (all have defaults) ---
+    # settings Dovecot must have in effect, checked with `doveconf -h KEY` (prints defaults too)
+    doveconf: dict[str, str] = field(default_factory=dict)
+    sasl_backend: Literal["saslauthd", "dovecot"] | None = None
+    accounts: tuple[Account, ...] = ()
+    # map sources Postfix reads without postmap (regexp:, pcre:), as type:path specs
+    regexp_maps: tuple[str, ...] = ()
 
     def file(self, path: str) -> ManagedFile:
         for f in self.files:
@@ -138,3 +164,17 @@ class Manifest:
 
     def files_for(self, service: str) -> tuple[ManagedFile, ...]:
         return tuple(f for f in self.files if f.service == service)
+
+    def mask(self, text: str, placeholder: str = "**masked**") -> str:
+        """`text` with every secret of this host replaced (for diffs, logs and reports)."""
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            if secret:
+                text = text.replace(secret, placeholder)
+        return text
+
+
+def build_manifest(model: MailServer, distro: Distro) -> Manifest:
+    """The manifest of one host (implemented in pyinfra_mailserver.render; re-exported here)."""
+    from pyinfra_mailserver.render import build_manifest as _build
+
+    return _build(model, distro)

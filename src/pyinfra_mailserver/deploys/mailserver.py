@@ -1,0 +1,81 @@
+"""The whole stack for the current host: model from host data -> Manifest -> every service's phases."""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.facts.server import LinuxDistribution
+
+from pyinfra_mailserver import distro
+from pyinfra_mailserver.deploys import dovecot, packages, postfix, sasl, tls, verify
+from pyinfra_mailserver.deploys.ops import (
+    accounts_present,
+    directories_present,
+    map_output,
+    register_paths,
+)
+from pyinfra_mailserver.manifest import Manifest
+
+
+class DeployError(Exception):
+    """The host cannot be deployed (unsupported distro, invalid data); the message says why."""
+
+
+def host_family() -> distro.Family:
+    """The distro family: host data `mailserver_distro` if set, else the host's os-release."""
+    override = host.data.get("mailserver_distro")
+    if override:
+        return distro.Family(override)
+    info = host.get_fact(LinuxDistribution) or {}
+    meta = info.get("release_meta") or {}
+    family = distro.family_from_os_release(meta.get("ID", ""), meta.get("ID_LIKE", ""))
+    if family is None:
+        raise DeployError(
+            f"{host.name}: unsupported distribution {meta.get('PRETTY_NAME') or meta.get('ID')!r}"
+        )
+    return family
+
+
+def manifest_for_host() -> Manifest:
+    """Load and validate the model from this host's data and build its manifest (on the controller)."""
+    from pyinfra_mailserver.inventory import manifest_from_host_data  # the model's loader
+
+    return manifest_from_host_data(host.name, dict(host.data.dict()), distro.get(host_family()))
+
+
+def managed_paths(manifest: Manifest) -> set[str]:
+    """Every path whose state one `ManagedPaths` fact reads: files, TLS files, directories, map outputs."""
+    paths = {f.path for f in manifest.files} | {d.path for d in manifest.directories}
+    paths |= {m.source for m in manifest.maps} | {map_output(m) for m in manifest.maps}
+    plan = manifest.tls
+    paths |= {p for p in (plan.cert_path, plan.key_path, plan.ca_path) if p}
+    return paths
+
+
+@deploy("Mail server")
+def deploy_mailserver(manifest: Manifest | None = None) -> Manifest:
+    """Provision the host as its manifest says: packages, accounts, TLS, Postfix, SASL, Dovecot, verify.
+
+    The order matters: packages bring the users (postfix, dovecot, sasl group) the files are owned by;
+    TLS files must exist before the Postfix and Dovecot checks read their configs; services reload only
+    after all their inputs are in place; verification runs last.
+    """
+    manifest = manifest or manifest_for_host()
+    register_paths(managed_paths(manifest))
+
+    packages.install._inner(manifest)  # type: ignore[attr-defined]
+    accounts_present(name="Mail users and groups", groups=manifest.groups, users=manifest.users)
+    directories_present(name="Mail directories", directories=manifest.directories)
+    packages.configure._inner(manifest)  # type: ignore[attr-defined]
+
+    tls.configure._inner(manifest)  # type: ignore[attr-defined]
+    postfix.configure._inner(manifest)  # type: ignore[attr-defined]
+    sasl.configure._inner(manifest)  # type: ignore[attr-defined]
+    dovecot.configure._inner(manifest)  # type: ignore[attr-defined]
+
+    sasl.activate._inner(manifest)  # type: ignore[attr-defined]
+    dovecot.activate._inner(manifest)  # type: ignore[attr-defined]
+    postfix.activate._inner(manifest)  # type: ignore[attr-defined]
+
+    verify.verify._inner(manifest)  # type: ignore[attr-defined]
+    return manifest

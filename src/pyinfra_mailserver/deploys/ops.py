@@ -1,0 +1,473 @@
+"""The deploy's own pyinfra operations: files compared by one fact, uploaded through a private stage.
+
+Why not `files.put`: it costs two or three commands per file even when nothing changed, shows content in
+`--diff` without masking, and with an SFTP upload the new file exists for a moment with the SFTP server's
+default mode. Here one `ManagedPaths` fact (hash + stat of every managed path, once per stage of the run)
+decides what changed, an unchanged file costs no command at all (`host.noop`), and a changed file is
+written into a root-only 0700 stage directory, given its owner and mode there, then copied next to its
+target and renamed over it, so a key is never readable on the host, even briefly.
+
+Files of a config tree with a checker (Postfix, Dovecot) stay in the stage until `config_activated`
+validated the whole staged tree with the host's own programs; a failed check leaves the live config as it
+was.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import posixpath
+import shlex
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from io import BytesIO
+from typing import Any
+
+from pyinfra import host, logger, state
+from pyinfra.api import FileUploadCommand, FunctionCommand, StringCommand, operation
+from pyinfra.api.operation import OperationMeta
+from pyinfra.context import ctx_host
+from pyinfra.facts.files import FileContents
+
+from pyinfra_mailserver.facts import Accounts, AccountState, FileState, ManagedPaths
+from pyinfra_mailserver.manifest import Directory, Group, ManagedFile, PostfixMap, User
+
+# Where changed files wait (root-only) before they replace the live ones; host data can move it.
+DEFAULT_STAGE_DIR = "/var/lib/pyinfra-mailserver/stage"
+MASK = "********"
+
+# Suffix of the indexed file each Postfix map type writes next to its source.
+MAP_SUFFIX = {"hash": ".db", "btree": ".db", "lmdb": ".lmdb", "cdb": ".cdb", "dbm": ".pag", "sdbm": ".pag"}
+
+
+def stage_dir() -> str:
+    return str(host.data.get("mailserver_stage_dir") or DEFAULT_STAGE_DIR)
+
+
+def staged_path(path: str) -> str:
+    """Where a live path waits in the stage: the stage mirrors absolute paths under `root/`."""
+    return posixpath.join(stage_dir(), "root", path.lstrip("/"))
+
+
+def sha256_text(content: str) -> str:
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
+def map_output(m: PostfixMap) -> str:
+    return m.source + MAP_SUFFIX.get(m.type, ".db")
+
+
+# -- per-host, per-stage caches ---------------------------------------------------------------------
+#
+# pyinfra 3 does not cache facts and evaluates each operation twice (once to plan at prepare, once at
+# execute). One `ManagedPaths` read per stage serves every file operation of that stage: the prepare
+# read plans, the execute read (taken at the first file operation, after packages are installed) decides.
+
+_CACHE: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Any]] = weakref.WeakKeyDictionary()
+
+
+def _host_cache() -> dict[tuple[Any, ...], Any]:
+    return _CACHE.setdefault(ctx_host.get(), {})
+
+
+def cached(key: str, load: Callable[[], Any]) -> Any:
+    """Load a value once per host and per stage of the run (prepare, execute)."""
+    cache = _host_cache()
+    k = (id(state), int(state.current_stage), key)
+    if k not in cache:
+        cache[k] = load()
+    return cache[k]
+
+
+def register_paths(paths: Iterable[str]) -> None:
+    """Declare every path the deploy manages before the first file operation, so one fact reads them all."""
+    cache = _host_cache()
+    known: set[str] = cache.setdefault(("paths", id(state)), set())
+    known.update(paths)
+
+
+def path_states() -> dict[str, FileState]:
+    """Hash + stat of all registered paths: one command per stage of the run."""
+    paths = tuple(sorted(_host_cache().get(("paths", id(state)), set())))
+    return cached("paths", lambda: host.get_fact(ManagedPaths, paths=paths))
+
+
+def _staged_set() -> set[str]:
+    return cached("staged", set)
+
+
+def changed(*metas: OperationMeta) -> Callable[[], bool]:
+    """A condition for `_if` that is true when any of `metas` changed the host.
+
+    Unlike `any_changed`, it also answers while planning (before execution), from `will_change`, so the
+    handler operations below can show an honest plan in `--dry`.
+    """
+
+    def condition() -> bool:
+        for m in metas:
+            if m.is_complete():
+                if m.did_change():
+                    return True
+            elif m.will_change:
+                return True
+        return False
+
+    return condition
+
+
+def _skipped_by_if() -> bool:
+    """While planning, pyinfra ignores `_if`; evaluate it ourselves so `--dry` shows no phantom changes."""
+    if state.is_executing:
+        return False  # pyinfra already evaluated _if before calling us
+    args = host.current_op_global_arguments or {}
+    conds = args.get("_if")
+    if not conds:
+        return False
+    conds = conds if isinstance(conds, list) else [conds]
+    for cond in conds:
+        try:
+            if not cond():
+                return True
+        except RuntimeError:  # a plain `op.did_change` before execution: assume it may change
+            continue
+    return False
+
+
+def _mask(text: str, secrets: tuple[str, ...]) -> str:
+    for s in sorted(secrets, key=len, reverse=True):
+        if s:
+            text = text.replace(s, MASK)
+    return text
+
+
+def _log_diff(path: str, old: list[str] | None, new: str, secret: bool, secrets: tuple[str, ...]) -> None:
+    verb = "create" if old is None else "modify"
+    host.log(f"Will {verb} {path}", logger.info)
+    if secret:
+        logger.info("  (secret content: diff masked, %d lines)", len(new.splitlines()))
+        return
+    before = [_mask(line, secrets) + "\n" for line in (old or [])]
+    after = [_mask(line, secrets) + "\n" for line in new.splitlines()]
+    for line in difflib.unified_diff(before, after, "live", "new", n=1):
+        logger.info("  %s", line.rstrip("\n"))
+
+
+def _upload(content: str, dest: str) -> Iterator[Any]:
+    """Upload text into the stage. Under sudo the SFTP hop goes through a 0700 dir of the SSH user."""
+    temp = None
+    args = host.current_op_global_arguments or {}
+    if args.get("_sudo") or args.get("_su_user") or args.get("_doas"):
+        name = hashlib.sha256(dest.encode()).hexdigest()[:16]
+        yield StringCommand("umask 077 && mkdir -p .pyinfra-mailserver", _sudo=False, _su_user=None)
+        temp = f".pyinfra-mailserver/{name}"
+    yield FileUploadCommand(BytesIO(content.encode()), dest, remote_temp_filename=temp)
+
+
+def _install_staged(live: str, staged: str) -> str:
+    """Shell to put a staged file in place: copy next to the target (umask 077), rename over it."""
+    new = f"{live}.mailserver-new"
+    return (
+        f"umask 077 && cp -p {shlex.quote(staged)} {shlex.quote(new)} "
+        f"&& mv -f {shlex.quote(new)} {shlex.quote(live)} && rm -f {shlex.quote(staged)}"
+    )
+
+
+@operation()
+def managed_file(file: ManagedFile, staged: bool = False, secrets: tuple[str, ...] = ()) -> Iterator[Any]:
+    """
+    Make one managed file match its rendered content, owner, group and mode.
+
+    + file: the manifest entry (path, content, owner, group, mode, secret)
+    + staged: leave the new file in the stage for `config_activated` to validate and install
+    + secrets: strings to mask in `--diff` output
+
+    A changed file goes through the root-only stage (see module doc); an unchanged one costs nothing.
+
+    **Example:**
+
+    .. code:: python
+
+        managed_file(name="Postfix main.cf", file=manifest.file("/etc/postfix/main.cf"), staged=True)
+    """
+    current = path_states().get(file.path)
+    if current is not None and current.sha256 == sha256_text(file.content):
+        if current.owner == file.owner and current.group == file.group and current.mode_matches(file.mode):
+            host.noop(f"{file.path} is up to date")
+            return
+        yield StringCommand(
+            "chown", f"{file.owner}:{file.group}", file.path, "&&", "chmod", file.mode, file.path
+        )
+        return
+
+    if state.config.DIFF:
+        old = None
+        if current is not None and not file.secret:
+            old = host.get_fact(FileContents, path=file.path) or []
+        _log_diff(file.path, old if current is not None else None, file.content, file.secret, secrets)
+
+    target = staged_path(file.path)
+    yield StringCommand(f"umask 077 && mkdir -p {shlex.quote(posixpath.dirname(target))}")
+    yield from _upload(file.content, target)
+    install = "" if staged else " && " + _install_staged(file.path, target)
+    yield StringCommand(
+        f"chown {shlex.quote(file.owner)}:{shlex.quote(file.group)} {shlex.quote(target)} "
+        f"&& chmod {file.mode} {shlex.quote(target)}{install}"
+    )
+    if staged:
+        _staged_set().add(file.path)
+
+
+def _checker_failed(state: Any, host: Any, message: str) -> bool:
+    host.log_styled(message, fg="red", log_func=logger.error)
+    return False
+
+
+def restart_marker(service: str) -> str:
+    """A file the activation leaves when a change needs a restart rather than a reload."""
+    return posixpath.join(stage_dir(), f"restart-{service}")
+
+
+@operation()
+def config_activated(
+    config_dir: str,
+    checks: tuple[str, ...],
+    files: tuple[str, ...],
+    restart_when: tuple[str, ...] = (),
+    service: str = "",
+) -> Iterator[Any]:
+    """
+    Validate a staged config tree with the host's own programs, then install its changed files.
+
+    + config_dir: the live directory the checkers read (e.g. /etc/postfix)
+    + checks: shell commands run against the staged tree; `{stage}` is replaced by its path; any failure
+      (non-zero exit, or output on stderr where the command says so) aborts with the checker's message
+    + files: the managed files of this tree; those waiting in the stage are installed
+    + restart_when: shell probes run with `{tree}` = live then staged dir; if any prints different
+      output the service needs a restart, not a reload (`restart_marker(service)` is left for the handler)
+    + service: the service name the restart marker is for
+
+    The staged tree is a copy of the live directory overlaid with the staged files, so a checker sees
+    exactly what will be live. Nothing live changes unless every check passed.
+
+    **Example:**
+
+    .. code:: python
+
+        config_activated(
+            name="Check and activate Postfix config",
+            config_dir="/etc/postfix",
+            checks=("postfix -c {stage} check",),
+            files=("/etc/postfix/main.cf", "/etc/postfix/master.cf"),
+        )
+    """
+    waiting = [f for f in files if f in _staged_set()]
+    if not waiting:
+        host.noop(f"no staged change under {config_dir}")
+        return
+    tree = staged_path(config_dir)
+    q_tree = shlex.quote(tree)
+    script = [
+        "set -u; umask 077",
+        f"mkdir -p {q_tree} && cp -an {shlex.quote(config_dir)}/. {q_tree}/",
+        'fail() { printf "%s\\n" "$1" >&2; printf "%s\\n" "$2" >&2; '
+        + " ".join(f"rm -f {shlex.quote(staged_path(f))};" for f in waiting)
+        + f" rm -rf {q_tree}; exit 1; }}",
+    ]
+    for check in checks:
+        cmd = check.replace("{stage}", tree)
+        script.append(
+            f"out=$({cmd} 2>&1 >/dev/null); rc=$?; "
+            f'[ $rc -eq 0 ] || fail "check failed: {cmd} (exit $rc)" "$out"'
+        )
+        if check.startswith("postconf"):
+            script.append(f'[ -z "$out" ] || fail "check failed: {cmd} printed warnings" "$out"')
+    marker = shlex.quote(restart_marker(service or posixpath.basename(config_dir)))
+    for probe in restart_when:
+        live, new = probe.replace("{tree}", shlex.quote(config_dir)), probe.replace("{tree}", q_tree)
+        script.append(f'[ "$({live} 2>/dev/null)" = "$({new} 2>/dev/null)" ] || touch {marker}')
+    for f in waiting:
+        script.append(_install_staged(f, staged_path(f)) + " || exit 1")
+    script.append(f"rm -rf {q_tree}")
+    yield StringCommand("sh", "-c", shlex.quote("\n".join(script)))
+
+
+@operation()
+def map_built(map: PostfixMap) -> Iterator[Any]:
+    """
+    Build a Postfix lookup table from its source (postmap / postalias), when asked or when it is stale.
+
+    + map: the manifest's map entry; pass `_if=changed(source_op)` to rebuild after its source changed
+
+    Also rebuilds when the indexed file is missing or older than its source (an interrupted run).
+
+    **Example:**
+
+    .. code:: python
+
+        map_built(name="postalias /etc/aliases", map=m, _if=changed(aliases_op))
+    """
+    if _skipped_by_if():
+        host.noop(f"{map.spec} source unchanged")
+        return
+    yield StringCommand(map.command, shlex.quote(map.spec))
+
+
+def map_is_stale(m: PostfixMap) -> bool:
+    """The indexed file is missing or older than its source, per the start-of-stage snapshot."""
+    paths = path_states()
+    src, out = paths.get(m.source), paths.get(map_output(m))
+    return src is not None and (out is None or out.mtime < src.mtime)
+
+
+@operation()
+def directories_present(directories: tuple[Directory, ...]) -> Iterator[Any]:
+    """
+    Make directories exist with their owner, group and mode, all fixed by one command.
+
+    + directories: the manifest's directory entries
+
+    **Example:**
+
+    .. code:: python
+
+        directories_present(name="Mail directories", directories=manifest.directories)
+    """
+    paths = path_states()
+    todo = []
+    for d in directories:
+        cur = paths.get(d.path)
+        if (
+            cur
+            and cur.kind == "directory"
+            and cur.owner == d.owner
+            and cur.group == d.group
+            and cur.mode_matches(d.mode)
+        ):
+            continue
+        todo.append(d)
+    if not todo:
+        host.noop("directories are up to date")
+        return
+    yield StringCommand(
+        " && ".join(
+            shlex.join(["install", "-d", "-o", d.owner, "-g", d.group, "-m", d.mode, d.path])
+            for d in todo
+        )
+    )
+
+
+def account_state(users: tuple[User, ...], groups: tuple[Group, ...]) -> AccountState:
+    names = tuple(u.name for u in users)
+    group_names = tuple(
+        sorted(
+            {g.name for g in groups}
+            | {g for u in users for g in u.groups}
+            | {u.group for u in users if u.group}
+        )
+    )
+    return cached(
+        f"accounts:{names}:{group_names}", lambda: host.get_fact(Accounts, users=names, groups=group_names)
+    )
+
+
+@operation()
+def accounts_present(groups: tuple[Group, ...], users: tuple[User, ...]) -> Iterator[Any]:
+    """
+    Make groups and users exist with their ids, home, shell, supplementary groups and password hash.
+
+    + groups: the manifest's groups
+    + users: the manifest's users; `password_hash` (SHA512-CRYPT) is set through `chpasswd -e` from a
+      root-only staged file, never on a command line
+
+    **Example:**
+
+    .. code:: python
+
+        accounts_present(name="Mail users and groups", groups=manifest.groups, users=manifest.users)
+    """
+    current = account_state(users, groups)
+    cmds: list[str] = []
+    for g in groups:
+        have = current.groups.get(g.name)
+        if have is None:
+            opts = (["--system"] if g.system else []) + (["--gid", str(g.gid)] if g.gid is not None else [])
+            cmds.append(shlex.join(["groupadd", *opts, g.name]))
+        elif g.gid is not None and have["gid"] != g.gid:
+            cmds.append(shlex.join(["groupmod", "--gid", str(g.gid), g.name]))
+    passwords: list[str] = []
+    for u in users:
+        have = current.users.get(u.name)
+        if have is None:
+            opts = ["--shell", u.shell]
+            opts += ["--system"] if u.system else []
+            opts += ["--uid", str(u.uid)] if u.uid is not None else []
+            opts += ["--gid", u.group] if u.group else []
+            opts += ["--home-dir", u.home] if u.home else []
+            opts += ["--create-home"] if u.create_home else ["--no-create-home"]
+            opts += ["--groups", ",".join(u.groups)] if u.groups else []
+            if u.group is None and not u.system:
+                opts += ["--user-group"]
+            cmds.append(shlex.join(["useradd", *opts, u.name]))
+        else:
+            mod: list[str] = []
+            if u.uid is not None and have["uid"] != u.uid:
+                mod += ["--uid", str(u.uid)]
+            if u.home and have["home"] != u.home:
+                mod += ["--home", u.home]
+            if have["shell"] != u.shell:
+                mod += ["--shell", u.shell]
+            if u.group:
+                gid = current.groups.get(u.group, {}).get("gid")
+                if gid is None or gid != have["gid"]:
+                    mod += ["--gid", u.group]
+            missing = [g for g in u.groups if g not in have["groups"]]  # type: ignore[operator]
+            if missing:
+                mod += (
+                    ["--append", "--groups", ",".join(missing)]
+                    if u.append_groups
+                    else ["--groups", ",".join(u.groups)]
+                )
+            if mod:
+                cmds.append(shlex.join(["usermod", *mod, u.name]))
+        if u.password_hash and (have is None or have.get("password_sha256") != sha256_text(u.password_hash)):
+            passwords.append(f"{u.name}:{u.password_hash}")
+    if not cmds and not passwords:
+        host.noop("users and groups are up to date")
+        return
+    if cmds:
+        yield StringCommand(" && ".join(cmds))
+    if passwords:
+        target = posixpath.join(stage_dir(), "chpasswd")
+        yield StringCommand(f"umask 077 && mkdir -p {shlex.quote(stage_dir())}")
+        yield from _upload("\n".join(passwords) + "\n", target)
+        yield StringCommand(
+            f"chpasswd -e < {shlex.quote(target)}; rc=$?; rm -f {shlex.quote(target)}; exit $rc"
+        )
+
+
+def fail_with(message: str) -> FunctionCommand:
+    """A command that fails the operation with `message` (no round trip)."""
+    return FunctionCommand(_checker_failed, (message,), {})
+
+
+# -- handlers: which operations feed which service ----------------------------------------------------
+
+
+def _triggers() -> dict[str, list[OperationMeta]]:
+    return _host_cache().setdefault(("triggers", id(state)), {})
+
+
+def notify(services: Iterable[str], op: OperationMeta) -> OperationMeta:
+    """Record that `op` changing means each of `services` must reload (see `reload_condition`)."""
+    for s in services:
+        _triggers().setdefault(s, []).append(op)
+    return op
+
+
+def reload_condition(service: str) -> Callable[[], bool]:
+    """`_if` condition: true when any operation that notified `service` changed the host."""
+    return changed(*_triggers().get(service, []))
+
+
+def is_under(path: str, directory: str) -> bool:
+    return path.startswith(directory.rstrip("/") + "/")

@@ -1,0 +1,83 @@
+"""Postfix: config files staged and checked with `postfix check` / `postconf -n`, maps built, reloaded."""
+
+from __future__ import annotations
+
+from pyinfra.api import deploy
+from pyinfra.api.operation import OperationMeta
+
+from pyinfra_mailserver.deploys import init, packages
+from pyinfra_mailserver.deploys.ops import (
+    changed,
+    config_activated,
+    is_under,
+    managed_file,
+    map_built,
+    map_is_stale,
+    notify,
+    reload_condition,
+)
+from pyinfra_mailserver.manifest import Manifest
+
+# Checks run against the staged tree; `postconf` prints warnings (unknown or mistyped parameters) on
+# stderr with exit status 0, so config_activated treats any output of a `postconf` check as an error.
+CHECKS = ("postfix -c {stage} check", "postconf -c {stage} -n")
+# Parameters `postfix reload` cannot apply (master must be stopped and started): a change restarts.
+RESTART_PROBES = ("postconf -c {tree} -h inet_interfaces inet_protocols",)
+
+
+def staged_files(manifest: Manifest) -> tuple[str, ...]:
+    """Postfix files a checker reads: under the config dir and not a map source (maps are compiled)."""
+    sources = {m.source for m in manifest.maps}
+    return tuple(
+        f.path
+        for f in manifest.files_for("postfix")
+        if is_under(f.path, manifest.distro.postfix_dir) and f.path not in sources
+    )
+
+
+@deploy("Postfix install")
+def install(manifest: Manifest) -> None:
+    """Install phase: the manifest's packages (a no-op when the full stack was installed already)."""
+    packages.install._inner(manifest)  # type: ignore[attr-defined]
+
+
+@deploy("Postfix configure")
+def configure(manifest: Manifest) -> dict[str, OperationMeta]:
+    """Configure phase: upload changed files, validate and activate the staged tree, build stale maps."""
+    staged = set(staged_files(manifest))
+    ops: dict[str, OperationMeta] = {}
+    for f in manifest.files_for("postfix"):
+        ops[f.path] = notify(
+            f.reload,
+            managed_file(
+                name=f"Postfix file {f.path}", file=f, staged=f.path in staged, secrets=manifest.secrets
+            ),
+        )
+    config_activated(
+        name="Check and activate the Postfix config",
+        config_dir=manifest.distro.postfix_dir,
+        checks=CHECKS,
+        files=tuple(sorted(staged)),
+        restart_when=RESTART_PROBES,
+        service="postfix",
+    )
+    for m in manifest.maps:
+        source_changed = changed(ops[m.source]) if m.source in ops else (lambda: False)
+        map_built(
+            name=f"{m.command} {m.spec}",
+            map=m,
+            _if=lambda cond=source_changed, m=m: cond() or map_is_stale(m),
+        )
+    return ops
+
+
+@deploy("Postfix activate")
+def activate(manifest: Manifest) -> None:
+    """Activate phase: reload after a change, and make sure Postfix is enabled and running."""
+    units = tuple(s.unit for s in manifest.services)
+    for s in manifest.services:
+        if s.name == "postfix":
+            init.service_reloaded(
+                name="Reload Postfix", service=s, units=units, _if=reload_condition("postfix")
+            )
+            init.service_running(name="Postfix enabled and running", service=s, units=units)

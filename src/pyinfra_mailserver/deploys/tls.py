@@ -1,0 +1,56 @@
+"""TLS: with `generate`, a controller-side CA signs this host's cert; cert, chain and key go up 0644/0600."""
+
+from __future__ import annotations
+
+import os
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.api.operation import OperationMeta
+
+from pyinfra_mailserver import pki
+from pyinfra_mailserver.deploys.ops import managed_file, notify
+from pyinfra_mailserver.manifest import ManagedFile, Manifest
+
+CERT_MODE = "644"
+KEY_MODE = "600"
+
+
+def secrets_dir() -> pki.Path:
+    """The controller's secrets directory for this host (same resolution order as the model's secrets)."""
+    return pki.resolve_secrets_dir(
+        host.data.get("mailserver_secrets_dir"),
+        host.data.get("mailserver_inventory_path") or os.environ.get("MAILSERVER_INVENTORY"),
+    )
+
+
+def tls_files(manifest: Manifest) -> tuple[ManagedFile, ...]:
+    """The files `generate` puts on the host: server chain, private key, and the CA (if the plan has a path).
+
+    Made (or reused) on the controller now, so every run uploads the same bytes and changes nothing.
+    """
+    plan = manifest.tls
+    if plan.mode != "generate":
+        return ()
+    material = pki.ensure_server_cert(secrets_dir(), manifest.hostname, plan.names)
+    services = tuple(s.name for s in manifest.services if s.name in ("postfix", "dovecot"))
+    files = [
+        ManagedFile(plan.cert_path, material.cert_pem, mode=CERT_MODE, service="tls", reload=services),
+        ManagedFile(
+            plan.key_path, material.key_pem, mode=KEY_MODE, service="tls", secret=True, reload=services
+        ),
+    ]
+    if plan.ca_path:
+        files.append(ManagedFile(plan.ca_path, material.ca_pem, mode=CERT_MODE, service="tls"))
+    return tuple(files)
+
+
+@deploy("TLS configure")
+def configure(manifest: Manifest) -> dict[str, OperationMeta]:
+    """Configure phase: upload the generated cert, chain and key (with `files` they are the operator's)."""
+    ops = {}
+    for f in tls_files(manifest) + manifest.files_for("tls"):
+        ops[f.path] = notify(
+            f.reload, managed_file(name=f"TLS file {f.path}", file=f, secrets=manifest.secrets)
+        )
+    return ops
