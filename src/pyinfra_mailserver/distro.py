@@ -22,6 +22,7 @@ class Distro:
     dovecot_core_packages: tuple[str, ...]
     dovecot_protocol_packages: dict[str, tuple[str, ...]]
     saslauthd_packages: tuple[str, ...]
+    sasl_client_packages: tuple[str, ...]  # SASL mechanisms for Postfix's SMTP client (relay login)
     procmail_package: str
     maildrop_package: str
     # paths
@@ -47,6 +48,21 @@ class Distro:
     default_database_type: str
     # the format of the saslauthd defaults file: "debian" (START/MECHANISMS/OPTIONS) or "rhel"
     saslauthd_defaults_style: str
+    # --- added with the model/render issue ---
+    # Postfix's compatibility_level for the packaged version (3.6 needs Postfix >= 3.6; EL9 ships 3.5)
+    postfix_compatibility_level: str
+    # how main.cf spells "TLS >= min": "range" (>=TLSv1.2, Postfix >= 3.6) or "exclude" (!SSLv2, ...)
+    postfix_tls_protocol_syntax: str
+    # packages that provide a Postfix map type (types not listed are built in)
+    postfix_map_type_packages: dict[str, tuple[str, ...]]
+    nologin_shell: str
+    mail_spool_dir: str  # where mbox INBOXes live (mail_spool_directory)
+    mail_group: str  # group owning the mail spool (Dovecot's mail_privileged_group)
+    procmailrc: str
+    maildroprc: str
+    dovecot_passwd_file: str  # the passwd-file of virtual users
+    # whether the family uses debconf preseeding for the postfix package
+    uses_debconf: bool
     ports: dict[str, int] = field(default_factory=lambda: dict(PORTS))
 
 
@@ -73,6 +89,7 @@ DEBIAN = Distro(
         "lmtp": ("dovecot-lmtpd",),
     },
     saslauthd_packages=("sasl2-bin", "libsasl2-modules"),
+    sasl_client_packages=("libsasl2-modules",),
     procmail_package="procmail",
     maildrop_package="maildrop",
     postfix_dir="/etc/postfix",
@@ -94,6 +111,16 @@ DEBIAN = Distro(
     services={"postfix": "postfix", "dovecot": "dovecot", "saslauthd": "saslauthd"},
     default_database_type="hash",
     saslauthd_defaults_style="debian",
+    postfix_compatibility_level="3.6",
+    postfix_tls_protocol_syntax="range",
+    postfix_map_type_packages={"lmdb": ("postfix-lmdb",), "pcre": ("postfix-pcre",), "cdb": ("postfix-cdb",)},
+    nologin_shell="/usr/sbin/nologin",
+    mail_spool_dir="/var/mail",
+    mail_group="mail",
+    procmailrc="/etc/procmailrc",
+    maildroprc="/etc/maildroprc",
+    dovecot_passwd_file="/etc/dovecot/users",
+    uses_debconf=True,
 )
 
 RHEL = Distro(
@@ -103,6 +130,7 @@ RHEL = Distro(
     dovecot_core_packages=("dovecot",),
     dovecot_protocol_packages={"imap": (), "pop3": (), "lmtp": ()},
     saslauthd_packages=("cyrus-sasl", "cyrus-sasl-plain"),
+    sasl_client_packages=("cyrus-sasl-plain",),
     procmail_package="procmail",
     maildrop_package="maildrop",
     postfix_dir="/etc/postfix",
@@ -124,6 +152,16 @@ RHEL = Distro(
     services={"postfix": "postfix", "dovecot": "dovecot", "saslauthd": "saslauthd"},
     default_database_type="lmdb",
     saslauthd_defaults_style="rhel",
+    postfix_compatibility_level="2",
+    postfix_tls_protocol_syntax="exclude",
+    postfix_map_type_packages={"lmdb": ("postfix-lmdb",), "pcre": ("postfix-pcre",), "cdb": ("postfix-cdb",)},
+    nologin_shell="/sbin/nologin",
+    mail_spool_dir="/var/spool/mail",
+    mail_group="mail",
+    procmailrc="/etc/procmailrc",
+    maildroprc="/etc/maildroprc",
+    dovecot_passwd_file="/etc/dovecot/users",
+    uses_debconf=False,
 )
 
 DISTROS: dict[Family, Distro] = {Family.DEBIAN: DEBIAN, Family.RHEL: RHEL}

@@ -1,0 +1,114 @@
+"""Virtual hosting (reference 002): domains whose mailboxes are not system accounts, owned by vmail."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic_core.core_schema import ValidatorFunctionWrapHandler
+
+from pyinfra_mailserver.model.common import Address, Domain, Strict, check_address, check_domain, err
+from pyinfra_mailserver.model.delivery import check_user_name
+from pyinfra_mailserver.model.passwords import DovecotHash, secret_name_of
+
+_QUOTA = re.compile(r"^([1-9][0-9]{0,8})([KMGT]?)$")
+
+
+class Mailbox(Strict):
+    """One virtual mailbox: its address, a Dovecot password hash and an optional storage quota."""
+
+    address: Address
+    password: DovecotHash = Field(description='{ARGON2ID}/{SHA512-CRYPT} hash or {"secret": NAME}.')
+    _secret_name: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_secret(cls, data: object, handler: ValidatorFunctionWrapHandler) -> object:
+        obj = handler(data)
+        if isinstance(obj, cls):
+            obj._secret_name = secret_name_of(data)
+        return obj
+
+    @property
+    def secret_name(self) -> str | None:
+        """Name of the secret the password came from (None for a literal hash in the data)."""
+        return self._secret_name
+
+    quota: str | None = Field(default=None, description="Storage quota such as 500M or 2G (Dovecot quota).")
+
+    @field_validator("quota")
+    @classmethod
+    def _quota(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        if not _QUOTA.match(v.upper()):
+            raise err("quota", f"quota {v!r}: give a size such as 500M, 2G or 1048576 (bytes)")
+        return v.upper()
+
+    @property
+    def local(self) -> str:
+        return self.address.split("@")[0]
+
+    @property
+    def domain(self) -> str:
+        return self.address.split("@")[1]
+
+
+class Vmail(Strict):
+    """The single system account that owns every virtual mailbox (reference: vmail 5000:5000)."""
+
+    user: str = "vmail"
+    group: str = "vmail"
+    uid: int = Field(default=5000, ge=100, le=65000)
+    gid: int = Field(default=5000, ge=100, le=65000)
+    base_dir: str = Field(default="/var/mail/vmail", description="Mailboxes live in base_dir/DOMAIN/USER.")
+
+    @field_validator("user", "group")
+    @classmethod
+    def _names(cls, v: str) -> str:
+        return check_user_name(v)
+
+    @field_validator("base_dir")
+    @classmethod
+    def _base(cls, v: str) -> str:
+        if (
+            not re.match(r"^/[A-Za-z0-9._/-]+$", v)
+            or ".." in v
+            or v.rstrip("/") in {"", "/var", "/var/mail", "/home"}
+        ):
+            raise err("path", f"base_dir {v!r}: give a dedicated absolute directory such as /var/mail/vmail")
+        return v.rstrip("/")
+
+
+class Virtual(Strict):
+    """Virtual mailbox domains, their mailboxes and aliases; delivered by Dovecot LMTP."""
+
+    domains: list[Domain] = Field(
+        min_length=1, description="virtual_mailbox_domains (never in mydestination)."
+    )
+    alias_domains: list[Domain] = Field(
+        default_factory=list, description="virtual_alias_domains: domains that only forward (aliases)."
+    )
+    mailboxes: list[Mailbox] = Field(default_factory=list)
+    aliases: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="virtual_alias_maps: 'user@domain' or '@domain' (catch-all) -> list of addresses.",
+    )
+    vmail: Vmail = Field(default_factory=Vmail)
+
+    @field_validator("aliases")
+    @classmethod
+    def _aliases(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for key, targets in v.items():
+            if key.startswith("@"):
+                k = "@" + check_domain(key[1:], what=f"catch-all {key!r}")
+            else:
+                k = check_address(key, what="virtual alias")
+            if not targets:
+                raise err("alias", f"virtual alias {key!r} has no targets")
+            out[k] = [check_address(t, what=f"target of {key!r}") for t in targets]
+        return out
+
+    def all_domains(self) -> list[str]:
+        return [*self.domains, *self.alias_domains]

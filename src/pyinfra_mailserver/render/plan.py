@@ -1,0 +1,165 @@
+"""Derived facts every renderer needs: paths on the host, map type, sockets, TLS plan.
+
+Computed once from (MailServer, Distro) so that templates and manifest entries agree on every path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import PurePosixPath
+
+from pyinfra_mailserver.distro import Distro
+from pyinfra_mailserver.manifest import TlsPlan
+from pyinfra_mailserver.model import MailServer
+
+HEADER = "Managed by pyinfra-mailserver — do not edit: changes are overwritten on the next deploy."
+LMTP_SOCKET = "private/dovecot-lmtp"  # relative to Postfix's queue directory
+
+
+def tls_protocols(distro: Distro, minimum: str) -> str:
+    """main.cf spelling of "this TLS version or newer" for the family's Postfix version."""
+    if distro.postfix_tls_protocol_syntax == "range":
+        return f">={minimum}"
+    older = ["!SSLv2", "!SSLv3", "!TLSv1", "!TLSv1.1"] + (["!TLSv1.2"] if minimum == "TLSv1.3" else [])
+    return ", ".join(older)
+
+
+@dataclass(frozen=True)
+class Plan:
+    server: MailServer
+    distro: Distro
+
+    # ---- names
+    @property
+    def hostname(self) -> str:
+        assert self.server.identity.myhostname is not None
+        return self.server.identity.myhostname
+
+    @property
+    def domain(self) -> str:
+        assert self.server.identity.mydomain is not None
+        return self.server.identity.mydomain
+
+    # ---- postfix paths
+    @property
+    def db(self) -> str:
+        return self.distro.default_database_type
+
+    def pf(self, name: str) -> str:
+        return str(PurePosixPath(self.distro.postfix_dir) / name)
+
+    @property
+    def queue(self) -> str:
+        return self.distro.postfix_queue_dir
+
+    @property
+    def lmtp_socket(self) -> str:
+        return LMTP_SOCKET
+
+    @property
+    def lmtp_socket_path(self) -> str:
+        return f"{self.queue}/{LMTP_SOCKET}"
+
+    @property
+    def auth_socket(self) -> str:
+        assert self.server.sasl is not None
+        return self.server.sasl.dovecot_socket
+
+    @property
+    def auth_socket_path(self) -> str:
+        sock = self.auth_socket
+        return sock if sock.startswith("/") else f"{self.queue}/{sock}"
+
+    # ---- saslauthd
+    @property
+    def uses_saslauthd(self) -> bool:
+        return self.server.sasl is not None and self.server.sasl.backend == "saslauthd"
+
+    @property
+    def uses_dovecot_sasl(self) -> bool:
+        return self.server.sasl is not None and self.server.sasl.backend == "dovecot"
+
+    @cached_property
+    def saslauthd_socket_dir(self) -> str:
+        """saslauthd's socket directory: inside the chroot when smtpd is chrooted (reference 001)."""
+        assert self.server.sasl is not None
+        given = self.server.sasl.saslauthd_options().socket_dir
+        if given:
+            return given
+        if self.server.services.chroot:
+            return self.distro.postfix_chroot_dir + "/var/run/saslauthd"
+        return self.distro.saslauthd_default_socket_dir
+
+    @property
+    def saslauthd_path_for_smtpd(self) -> str:
+        """The mux socket as smtpd sees it (chroot prefix removed when chrooted)."""
+        sock = self.saslauthd_socket_dir + "/mux"
+        chroot = self.distro.postfix_chroot_dir
+        if self.server.services.chroot and sock.startswith(chroot + "/"):
+            return sock[len(chroot) :]
+        return sock
+
+    # ---- dovecot
+    @property
+    def protocols(self) -> list[str]:
+        out: list[str] = list(self.server.services.dovecot_protocols())
+        if self.server.virtual is not None:
+            out.append("lmtp")
+        return out
+
+    @property
+    def uses_dovecot(self) -> bool:
+        return bool(self.protocols) or self.uses_dovecot_sasl
+
+    @property
+    def has_quota(self) -> bool:
+        v = self.server.virtual
+        return v is not None and any(mb.quota for mb in v.mailboxes)
+
+    def dc(self, name: str) -> str:
+        return str(PurePosixPath(self.distro.dovecot_dir) / name)
+
+    # ---- TLS
+    @cached_property
+    def tls(self) -> TlsPlan:
+        t = self.server.tls
+        names = tuple(dict.fromkeys([self.hostname, *t.extra_names]))
+        if t.mode == "files":
+            assert t.cert and t.key
+            return TlsPlan(
+                mode="files",
+                cert_path=t.cert,
+                key_path=t.key,
+                ca_path=t.ca,
+                names=names,
+                min_protocol=t.min_protocol,
+            )
+        return TlsPlan(
+            mode="generate",
+            cert_path=f"{self.distro.tls_cert_dir}/{self.hostname}.pem",
+            key_path=f"{self.distro.tls_key_dir}/{self.hostname}.key",
+            ca_path=f"{self.distro.tls_cert_dir}/{self.domain}-lab-ca.pem",
+            names=names,
+            min_protocol=t.min_protocol,
+        )
+
+    @property
+    def tls_protocols(self) -> str:
+        return tls_protocols(self.distro, self.server.tls.min_protocol)
+
+    # ---- local delivery
+    @property
+    def mailbox_command(self) -> str | None:
+        cmd = self.server.local.mailbox_command
+        if cmd == "procmail":
+            return f'{self.distro.procmail_path} -a "$EXTENSION"'
+        if cmd == "maildrop":
+            return self.distro.maildrop_path
+        return None
+
+    @property
+    def dovecot_mail_location(self) -> str:
+        if self.server.local.mailbox == "mbox" and self.server.local.users:
+            return f"mbox:~/mail:INBOX={self.distro.mail_spool_dir}/%u"
+        return "maildir:~/Maildir"
