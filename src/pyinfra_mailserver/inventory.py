@@ -140,3 +140,20 @@ def secret_refs(
         for ref in secretstore.find_refs(data[DATA_KEY]):
             out.append((host.name, directory, ref))
     return out
+
+
+def manifest_from_host_data(
+    name: str,
+    data: Mapping[str, Any],
+    distro: distros.Distro | None = None,
+    inventory_path: str | os.PathLike[str] | None = None,
+) -> Manifest:
+    """Validate a host's data and build its manifest, for deploys running inside pyinfra.
+
+    The family is the data's `mailserver.distro` when set (the explicit override), else `distro` (what
+    the caller read from host facts), else Debian. Secrets come from host data `mailserver_secrets_dir`,
+    else $MAILSERVER_SECRETS_DIR, else `<inventory dir>/../secrets` (or ./secrets without a path).
+    """
+    server = server_from_data(name, data, inventory_path)
+    row = distros.get(server.distro) if server.distro is not None else distro or distros.DEBIAN
+    return build_manifest(server, row)
