@@ -12,6 +12,7 @@ from collections.abc import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "pyinfra_mailserver.commands",
     "pyinfra_mailserver.lab.cli",
+    "pyinfra_mailserver.deploy_cli",
 )
 
 

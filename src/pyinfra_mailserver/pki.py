@@ -29,21 +29,6 @@ class ServerTls:
     ca_path: Path  # where the CA certificate lives on the controller (tests and clients trust it)
 
 
-def resolve_secrets_dir(host_data_dir: str | None = None, inventory_path: str | None = None) -> Path:
-    """Where keys live on the controller: host data, then MAILSERVER_SECRETS_DIR, then <inventory>/../secrets.
-
-    The same order the model uses for its secrets, so one git-ignored directory holds everything.
-    """
-    if host_data_dir:
-        return Path(host_data_dir)
-    env = os.environ.get("MAILSERVER_SECRETS_DIR")
-    if env:
-        return Path(env)
-    if inventory_path:
-        return Path(inventory_path).resolve().parent.parent / "secrets"
-    return Path.cwd() / "secrets"
-
-
 def _private_dir(path: Path) -> Path:
     """Create a 0700 directory (and fix its mode) so nothing below it is readable by others."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -9,7 +9,7 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, operation
 
-from pyinfra_mailserver.deploys.ops import _skipped_by_if, cached, restart_marker
+from pyinfra_mailserver.deploys.ops import _skipped_by_if, cached, record, restart_marker
 from pyinfra_mailserver.manifest import Service
 
 
@@ -72,6 +72,7 @@ def service_running(service: Service, units: tuple[str, ...] = ()) -> Iterator[A
     if service.running and active != "active":
         cmds.append(f"systemctl restart {shlex.quote(service.unit)}")
         _started().add(service.unit)
+        record("reloaded", f"{service.name} (start)")
     if not cmds:
         host.noop(f"{service.unit} is enabled and running")
         return
@@ -103,6 +104,7 @@ def service_reloaded(service: Service, units: tuple[str, ...] = ()) -> Iterator[
         host.noop(f"{service.unit} is not running yet; it starts with the new config")
         return
     unit = shlex.quote(service.unit)
+    record("reloaded", service.name)
     if not service.reload:
         yield StringCommand(f"systemctl restart {unit}")
         return

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
+import pyinfra
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.server import LinuxDistribution
 
-from pyinfra_mailserver import distro
+from pyinfra_mailserver import distro, inventory
 from pyinfra_mailserver.deploys import dovecot, packages, postfix, sasl, tls, verify
 from pyinfra_mailserver.deploys.ops import (
     accounts_present,
@@ -14,7 +19,7 @@ from pyinfra_mailserver.deploys.ops import (
     map_output,
     register_paths,
 )
-from pyinfra_mailserver.manifest import Manifest
+from pyinfra_mailserver.manifest import Manifest, build_manifest
 
 
 class DeployError(Exception):
@@ -36,11 +41,24 @@ def host_family() -> distro.Family:
     return family
 
 
-def manifest_for_host() -> Manifest:
-    """Load and validate the model from this host's data and build its manifest (on the controller)."""
-    from pyinfra_mailserver.inventory import manifest_from_host_data  # the model's loader
+def inventory_path() -> str | None:
+    """The inventory file of this run: set by `mailserver deploy`, else the `pyinfra` command line's."""
+    env = os.environ.get("MAILSERVER_INVENTORY")
+    if env:
+        return env
+    if pyinfra.is_cli and len(sys.argv) > 1 and Path(sys.argv[1]).is_file():
+        return str(Path(sys.argv[1]).resolve())
+    return None
 
-    return manifest_from_host_data(host.name, dict(host.data.dict()), distro.get(host_family()))
+
+def manifest_for_host() -> Manifest:
+    """Load and validate the model from this host's data and build its manifest (on the controller).
+
+    The distro family comes from the data's `distro` if set, else from the host's os-release.
+    """
+    server = inventory.server_from_host(host, inventory_path())
+    family = server.distro or host_family()
+    return build_manifest(server, distro.get(family))
 
 
 def managed_paths(manifest: Manifest) -> set[str]:

@@ -471,3 +471,17 @@ def reload_condition(service: str) -> Callable[[], bool]:
 
 def is_under(path: str, directory: str) -> bool:
     return path.startswith(directory.rstrip("/") + "/")
+
+
+def record(key: str, value: str) -> None:
+    """Note something this run did on the current host (read back by `host_record`); execution only."""
+    if state.is_executing:
+        _host_cache().setdefault(("record", id(state), key), []).append(value)
+
+
+def host_record(host_obj: Any, key: str) -> list[str]:
+    """What `record` noted for `host_obj` during the current run (e.g. "reloaded" services)."""
+    for (kind, *rest), value in _CACHE.get(host_obj, {}).items():
+        if kind == "record" and rest[1] == key:
+            return list(value)
+    return []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import deploy
@@ -10,18 +10,18 @@ from pyinfra.api.operation import OperationMeta
 
 from pyinfra_mailserver import pki
 from pyinfra_mailserver.deploys.ops import managed_file, notify
+from pyinfra_mailserver.inventory import host_data, secrets_dir_for
 from pyinfra_mailserver.manifest import ManagedFile, Manifest
 
 CERT_MODE = "644"
 KEY_MODE = "600"
 
 
-def secrets_dir() -> pki.Path:
-    """The controller's secrets directory for this host (same resolution order as the model's secrets)."""
-    return pki.resolve_secrets_dir(
-        host.data.get("mailserver_secrets_dir"),
-        host.data.get("mailserver_inventory_path") or os.environ.get("MAILSERVER_INVENTORY"),
-    )
+def secrets_dir() -> Path:
+    """The controller's secrets directory for this host: the same one the model reads its secrets from."""
+    from pyinfra_mailserver.deploys.mailserver import inventory_path
+
+    return secrets_dir_for(host_data(host), inventory_path())
 
 
 def tls_files(manifest: Manifest) -> tuple[ManagedFile, ...]:

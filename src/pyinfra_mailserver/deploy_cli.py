@@ -1,0 +1,208 @@
+"""`mailserver deploy INVENTORY`: the main job through pyinfra's API, with per-host results as JSON.
+
+The same `deploy_mailserver` as `pyinfra INVENTORY deploys/deploy_mailserver.py`, but the results come
+from pyinfra's own state (operations, which changed, commands run, round trips to the host), so tests
+and benchmarks assert on data rather than log text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add `mailserver deploy` to the `mailserver` parser."""
+    p = sub.add_parser(
+        "deploy",
+        help="deploy the mail stack to the hosts of an inventory (pyinfra API), results as JSON",
+        description="Provision every host of INVENTORY as its data describes, then verify it.",
+    )
+    p.add_argument("inventory", help="pyinfra inventory file (e.g. inventories/lab.py)")
+    p.add_argument("--limit", action="append", default=[], help="only these hosts or groups (repeatable)")
+    p.add_argument("--json", action="store_true", help="print per-host results as JSON on stdout")
+    p.add_argument("--dry", action="store_true", help="plan only: show what would change, change nothing")
+    p.add_argument("--diff", action="store_true", help="show file diffs (secrets masked)")
+    p.add_argument("--data", action="append", default=[], help="override host data, KEY=VALUE")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="pyinfra verbosity")
+    p.set_defaults(func=run)
+
+
+class _Counter:
+    """Counts what crosses the wire to one host: shell commands (facts included) and uploads."""
+
+    def __init__(self, host: Any) -> None:
+        self.commands = 0
+        self.uploads = 0
+        run, put = host.run_shell_command, host.put_file
+
+        def counted_run(*args: Any, **kwargs: Any) -> Any:
+            self.commands += 1
+            return run(*args, **kwargs)
+
+        def counted_put(*args: Any, **kwargs: Any) -> Any:
+            self.uploads += 1
+            return put(*args, **kwargs)
+
+        host.run_shell_command = counted_run
+        host.put_file = counted_put
+
+
+class _ErrorLog(logging.Handler):
+    """Keeps pyinfra's error lines (checker messages, verification misses) for the JSON report."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        import click
+
+        self.lines.append(click.unstyle(record.getMessage()))
+
+
+def _limit_hosts(inventory: Any, names: list[str]) -> list[Any] | None:
+    if not names:
+        return None
+    hosts = []
+    for name in names:
+        group = inventory.get_group(name, None) if hasattr(inventory, "get_group") else None
+        if group:
+            hosts.extend(group)
+            continue
+        host = inventory.get_host(name, None)
+        if host is None:
+            short = [h for h in inventory if h.name.split(".")[0] == name]
+            if not short:
+                raise SystemExit(f"mailserver deploy: no host or group {name!r} in the inventory")
+            hosts.extend(short)
+        else:
+            hosts.append(host)
+    return hosts
+
+
+def run(args: argparse.Namespace) -> int:
+    # gevent must patch the standard library before pyinfra (and paramiko) import it.
+    from gevent import monkey
+
+    monkey.patch_all()
+
+    from pyinfra.api import Config, State
+    from pyinfra.api.connect import connect_all
+    from pyinfra.api.exceptions import PyinfraError
+    from pyinfra.api.operations import run_ops
+    from pyinfra.context import ctx_host, ctx_state
+    from pyinfra_cli.inventory import make_inventory
+
+    from pyinfra_mailserver.deploys import deploy_mailserver
+    from pyinfra_mailserver.deploys.ops import host_record
+
+    inventory_path = str(Path(args.inventory).resolve())
+    os.environ.setdefault("MAILSERVER_INVENTORY", inventory_path)
+    cwd = str(Path.cwd())
+    if cwd not in sys.path:
+        sys.path.append(cwd)
+
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.WARNING if args.json and not args.verbose else logging.INFO,
+        format="%(message)s",
+    )
+    errors = _ErrorLog()
+    logging.getLogger("pyinfra").addHandler(errors)
+
+    override = dict(kv.split("=", 1) for kv in args.data)
+    inventory = make_inventory(inventory_path, override_data=override or None, cwd=cwd)
+    config = Config()
+    config.DIFF = bool(args.diff)
+    state = State(check_for_changes=bool(args.dry or args.diff))
+    state.init(inventory, config, initial_limit=_limit_hosts(inventory, args.limit))
+    if args.verbose:
+        state.print_fact_info = state.print_noop_info = True
+
+    counters = {h: _Counter(h) for h in inventory}
+    started = time.monotonic()
+    failed_to_prepare: dict[str, str] = {}
+    with ctx_state.use(state):
+        connect_all(state)
+        connected = time.monotonic()
+        for host in list(state.inventory.get_active_hosts()):
+            with ctx_host.use(host):
+                try:
+                    deploy_mailserver()
+                except PyinfraError:
+                    raise
+                except Exception as e:  # bad data, unsupported distro: this host only
+                    failed_to_prepare[host.name] = f"{type(e).__name__}: {e}"
+                    with contextlib.suppress(PyinfraError):
+                        state.fail_hosts({host})
+        prepared = time.monotonic()
+        crashed = None
+        if not args.dry and state.inventory.get_active_hosts():
+            try:
+                run_ops(state)
+            except PyinfraError as e:
+                crashed = str(e)
+    finished = time.monotonic()
+
+    results = []
+    for host in inventory:
+        if args.limit and not state.is_host_in_limit(host):
+            continue
+        ops = []
+        for op_hash in state.get_op_order():
+            op_data = state.ops.get(host, {}).get(op_hash)
+            if op_data is None:
+                continue
+            meta = op_data.operation_meta
+            name = ", ".join(sorted(state.op_meta[op_hash].names))
+            if meta.is_complete():
+                ops.append({
+                    "name": name,
+                    "changed": meta.did_change(),
+                    "success": meta.did_succeed(),
+                    "commands": len(meta._commands or []),
+                })
+            else:
+                planned = bool(meta._maybe_is_change)
+                ops.append({"name": name, "changed": planned, "success": None, "commands": 0})
+        counter = counters[host]
+        results.append({
+            "host": host.name,
+            "success": host not in state.failed_hosts and host.name not in failed_to_prepare and not crashed,
+            "dry": bool(args.dry),
+            "operations": ops,
+            "changed": sum(1 for o in ops if o["changed"]),
+            "commands_executed": sum(o["commands"] for o in ops),
+            "round_trips": counter.commands + counter.uploads,
+            "shell_commands": counter.commands,
+            "uploads": counter.uploads,
+            "services_reloaded": host_record(host, "reloaded"),
+            "error": failed_to_prepare.get(host.name),
+            "seconds": {
+                "connect": round(connected - started, 3),
+                "prepare": round(prepared - connected, 3),
+                "execute": round(finished - prepared, 3),
+                "total": round(finished - started, 3),
+            },
+        })
+    ok = all(r["success"] for r in results) and bool(results)
+    if args.json:
+        json.dump({"success": ok, "hosts": results, "errors": errors.lines}, sys.stdout, indent=2)
+        print()
+    else:
+        for r in results:
+            mark = "ok" if r["success"] else "FAILED"
+            print(
+                f"{r['host']}: {mark}, {r['changed']} of {len(r['operations'])} operations changed, "
+                f"{r['round_trips']} round trips, reloaded: {', '.join(r['services_reloaded']) or '-'}, "
+                f"{r['seconds']['total']} s" + (f" ({r['error']})" if r["error"] else "")
+            )
+    return 0 if ok else 1
