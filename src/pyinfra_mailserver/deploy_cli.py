@@ -119,10 +119,13 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("pyinfra").addHandler(errors)
 
     override = dict(kv.split("=", 1) for kv in args.data)
-    inventory = make_inventory(inventory_path, override_data=override or None, cwd=cwd)
+    # Planning evaluates every operation twice (plan, then execute); a real run only needs the second.
+    state = State(check_for_changes=bool(args.dry or args.diff))
+    state.cwd = cwd
+    with ctx_state.use(state):
+        inventory = make_inventory(inventory_path, override_data=override or None, cwd=cwd)
     config = Config()
     config.DIFF = bool(args.diff)
-    state = State(check_for_changes=bool(args.dry or args.diff))
     state.init(inventory, config, initial_limit=_limit_hosts(inventory, args.limit))
     if args.verbose:
         state.print_fact_info = state.print_noop_info = True

@@ -348,9 +348,13 @@ def directories_present(directories: tuple[Directory, ...]) -> Iterator[Any]:
     if not todo:
         host.noop("directories are up to date")
         return
+    # `chmod 00750`, not `750`: GNU chmod keeps a directory's setgid bit (inherited from a setgid
+    # parent such as /var/mail) unless the mode spells the special bits out.
     yield StringCommand(
         " && ".join(
-            shlex.join(["install", "-d", "-o", d.owner, "-g", d.group, "-m", d.mode, d.path])
+            shlex.join(["install", "-d", "-o", d.owner, "-g", d.group, d.path])
+            + " && "
+            + shlex.join(["chmod", "0" + d.mode.zfill(4), d.path])
             for d in todo
         )
     )

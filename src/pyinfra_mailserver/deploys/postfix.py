@@ -46,9 +46,12 @@ def configure(manifest: Manifest) -> dict[str, OperationMeta]:
     """Configure phase: upload changed files, validate and activate the staged tree, build stale maps."""
     staged = set(staged_files(manifest))
     ops: dict[str, OperationMeta] = {}
+    sources = {m.source for m in manifest.maps}
     for f in manifest.files_for("postfix"):
+        # A map source never reloads Postfix: its handler is postmap/postalias, and Postfix notices a
+        # rebuilt indexed map by itself. So changing an alias runs newaliases and nothing else.
         ops[f.path] = notify(
-            f.reload,
+            () if f.path in sources else f.reload,
             managed_file(
                 name=f"Postfix file {f.path}", file=f, staged=f.path in staged, secrets=manifest.secrets
             ),
