@@ -1,0 +1,414 @@
+"""Outside-in checks: what any client on the network sees on each port the Manifest says must listen.
+
+Pure Python clients (smtplib, imaplib, poplib, ssl) from the controller. The SMTP probes never send mail:
+they stop at RCPT, then RSET and QUIT, with the null sender and a recipient in `.invalid`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import poplib
+import smtplib
+import socket
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cryptography import x509
+
+from pyinfra_mailserver.audit import tlsprobe
+from pyinfra_mailserver.manifest import Port
+from pyinfra_mailserver.report import CheckResult, CheckSet, Severity
+
+FOREIGN_RCPT = "relay-probe@relay-test.invalid"  # a domain no host can be the destination of
+EXPIRY_DAYS = 21
+SMTP_PROTOCOLS = ("smtp", "submission", "smtps")
+IMAP_PROTOCOLS = ("imap", "imaps")
+POP3_PROTOCOLS = ("pop3", "pop3s")
+
+
+@dataclass(frozen=True)
+class ProbeAccount:
+    """A mailbox the audit may log in with (from inventory data); the password never enters a report."""
+
+    user: str
+    password: str
+
+    def __repr__(self) -> str:
+        return f"ProbeAccount(user={self.user!r}, password='***')"
+
+
+@dataclass(frozen=True)
+class ProbeTarget:
+    """Where and how to reach one host: `address` to connect to, `server_name` its certificate must name."""
+
+    host: str  # inventory name (report rows)
+    address: str
+    server_name: str
+    ca_file: str | None  # CA to trust; None: the system trust store
+    local_domain: str  # a domain the host is final destination for (submission probe recipient)
+    account: ProbeAccount | None = None
+    timeout: float = 10.0
+
+
+def _port_label(p: Port) -> str:
+    return f"{p.protocol}/{p.port}"
+
+
+class _Smtp:
+    """An smtplib session that never looks up the controller's own name (no DNS) and can upgrade to TLS."""
+
+    def __init__(self, t: ProbeTarget, port: Port, ctx: ssl.SSLContext) -> None:
+        self.t, self.port, self.ctx = t, port, ctx
+        cls = smtplib.SMTP_SSL if port.tls == "implicit" else smtplib.SMTP
+        kwargs = {"context": ctx} if port.tls == "implicit" else {}
+        # local_hostname set explicitly: smtplib would otherwise call socket.getfqdn() (a DNS query)
+        self.s = cls(local_hostname="audit-probe", timeout=t.timeout, **kwargs)
+        self.s._host = t.server_name  # type: ignore[attr-defined]  # SNI for implicit TLS and STARTTLS
+        code, msg = self.s.connect(t.address, port.port)
+        self.banner = (code, msg)
+        self.s.local_hostname = f"[{self.s.sock.getsockname()[0]}]"  # address literal: no DNS needed
+        self.s._host = t.server_name  # type: ignore[attr-defined]
+
+    def ehlo(self) -> list[str]:
+        self.s.ehlo()
+        return [k.upper() for k in self.s.esmtp_features]
+
+    def starttls(self) -> None:
+        self.s.starttls(context=self.ctx)
+        self.s.ehlo()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.s.quit()
+        with contextlib.suppress(Exception):
+            self.s.close()
+
+
+def _rcpt_verdict(s: smtplib.SMTP, rcpt: str) -> tuple[int, str]:
+    """MAIL FROM:<> then RCPT TO:<rcpt>; the first non-2xx reply (or the RCPT reply), then RSET."""
+    code, msg = s.mail("")
+    if code >= 300:
+        return code, msg.decode("latin-1", "replace")
+    code, msg = s.rcpt(rcpt)
+    with contextlib.suppress(smtplib.SMTPException, OSError):
+        s.rset()
+    return code, msg.decode("latin-1", "replace")
+
+
+def probe_smtp(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext) -> None:
+    """Relay, AUTH placement, STARTTLS, implicit TLS and VRFY on one SMTP port."""
+    label, n = _port_label(port), port.port
+    try:
+        session = _Smtp(t, port, ctx)
+    except ssl.SSLCertVerificationError as e:
+        checks.skip(f"smtp.session[{n}]", f"{label}: certificate not trusted ({e.verify_message}); protocol "
+                    "checks skipped — see the tls.cert_chain check")
+        return
+    except ssl.SSLError as e:
+        checks.fail(f"smtp.implicit_tls[{n}]", f"{label}: no TLS handshake on connect: {e}",
+                    severity=Severity.HIGH, fix=f"-o smtpd_tls_wrappermode=yes on {port.protocol}")
+        return
+    except (OSError, smtplib.SMTPException) as e:
+        checks.fail(f"smtp.reachable[{n}]", f"{label}: cannot connect: {e}", severity=Severity.HIGH,
+                    fix=f"start postfix and make it listen on {n} (postfix status; ss -ltn)")
+        return
+    try:
+        code, _ = session.banner
+        checks.add(f"smtp.reachable[{n}]", code == 220, f"{label}: greeting {code}",
+                   severity=Severity.HIGH, fix="check postfix is running and not overloaded")
+        if port.tls == "implicit":
+            checks.passed(f"smtp.implicit_tls[{n}]", f"{label}: TLS from the first byte")
+        plain = session.ehlo()
+        if port.tls != "implicit":
+            auth_plain = any(f.startswith("AUTH") for f in plain)
+            checks.add(f"smtp.no_auth_before_tls[{n}]", not auth_plain,
+                       f"{label}: AUTH offered before STARTTLS (passwords in clear)",
+                       ok_message=f"{label}: no AUTH before STARTTLS", severity=Severity.HIGH,
+                       fix="set smtpd_tls_auth_only = yes")
+        if port.tls == "starttls":
+            has = "STARTTLS" in plain
+            checks.add(f"smtp.starttls[{n}]", has, f"{label}: STARTTLS not offered",
+                       ok_message=f"{label}: STARTTLS offered", severity=Severity.HIGH,
+                       fix="set smtpd_tls_security_level = may (25) / encrypt (587) with a cert and key")
+            if has and port.protocol == "submission":
+                session.starttls()
+        features = session.ehlo() if session.s.sock else plain
+        auth_now = any(f.startswith("AUTH") for f in features)
+        if port.auth == "none":
+            checks.add(f"smtp.auth_offered[{n}]", not auth_now,
+                       f"{label}: AUTH offered but the model says this port takes no AUTH",
+                       ok_message=f"{label}: no AUTH (as the model says)", severity=Severity.MEDIUM,
+                       fix=f"remove smtpd_sasl_auth_enable from the {port.protocol} service")
+        elif port.auth == "required":
+            checks.add(f"smtp.auth_offered[{n}]", auth_now,
+                       f"{label}: AUTH not offered (no client can log in)",
+                       ok_message=f"{label}: AUTH offered", severity=Severity.HIGH,
+                       fix=f"-o smtpd_sasl_auth_enable=yes on the {port.protocol} service in master.cf")
+        # open relay: the null sender to a foreign domain must be refused outright
+        code, msg = _rcpt_verdict(session.s, FOREIGN_RCPT)
+        if code >= 500:
+            checks.passed(f"smtp.open_relay[{n}]", f"{label}: relay refused ({code})", Severity.CRITICAL)
+        elif code < 400:
+            checks.fail(f"smtp.open_relay[{n}]", f"{label}: OPEN RELAY: unauthenticated RCPT to "
+                        f"{FOREIGN_RCPT} accepted ({code} {msg})", severity=Severity.CRITICAL,
+                        fix="mynetworks = 127.0.0.0/8 [::1]/128 and smtpd_relay_restrictions ending in "
+                        "reject_unauth_destination")
+        else:
+            checks.fail(f"smtp.open_relay[{n}]", f"{label}: foreign RCPT deferred ({code} {msg}), not "
+                        "refused", severity=Severity.LOW, fix="use reject_unauth_destination, not "
+                        "defer_unauth_destination")
+        if port.auth == "required":
+            rcpt = f"postmaster@{t.local_domain}"
+            code, msg = _rcpt_verdict(session.s, rcpt)
+            checks.add(f"smtp.submission_requires_auth[{n}]", code >= 500,
+                       f"{label}: unauthenticated RCPT to {rcpt} answered {code} {msg}",
+                       ok_message=f"{label}: mail without AUTH refused ({code})", severity=Severity.HIGH,
+                       fix="-o smtpd_relay_restrictions=permit_sasl_authenticated,reject on the service")
+        code, _ = session.s.verify("postmaster")
+        checks.add(f"smtp.vrfy_disabled[{n}]", code >= 500,
+                   f"{label}: VRFY answered {code} (address harvesting)",
+                   ok_message=f"{label}: VRFY disabled ({code})", severity=Severity.LOW,
+                   fix="set disable_vrfy_command = yes")
+        if port.auth != "none" and t.account is not None and auth_now:
+            try:
+                session.s.login(t.account.user, t.account.password)
+                checks.passed(f"smtp.login[{n}]", f"{label}: AUTH as {t.account.user} works")
+            except smtplib.SMTPException as e:
+                checks.fail(f"smtp.login[{n}]", f"{label}: AUTH as {t.account.user} failed: "
+                            f"{_smtp_error(e)}", severity=Severity.HIGH,
+                            fix="check the SASL backend (saslauthd / Dovecot auth) and the probe password")
+    except (OSError, smtplib.SMTPException) as e:
+        checks.error(f"smtp.session[{n}]", f"{label}: session broke off: {e}")
+    finally:
+        session.close()
+
+
+def _smtp_error(e: smtplib.SMTPException) -> str:
+    if isinstance(e, smtplib.SMTPResponseException):
+        return f"{e.smtp_code} {e.smtp_error.decode('latin-1', 'replace')}"
+    return str(e)
+
+
+def probe_imap(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext) -> None:
+    """Plaintext login refused before TLS, STARTTLS offered, and a probe login when an account is given."""
+    label, n = _port_label(port), port.port
+    try:
+        if port.tls == "implicit":
+            m: imaplib.IMAP4 = imaplib.IMAP4_SSL(t.address, n, ssl_context=_sni(ctx, t), timeout=t.timeout)
+        else:
+            m = imaplib.IMAP4(t.address, n, timeout=t.timeout)
+    except ssl.SSLCertVerificationError as e:
+        checks.skip(f"imap.session[{n}]", f"{label}: certificate not trusted ({e.verify_message}) — see "
+                    "tls.cert_chain")
+        return
+    except (OSError, imaplib.IMAP4.error) as e:
+        checks.fail(f"imap.reachable[{n}]", f"{label}: cannot connect: {e}", severity=Severity.HIGH,
+                    fix=f"start dovecot and enable {port.protocol} on {n} (doveconf protocols; ss -ltn)")
+        return
+    try:
+        checks.passed(f"imap.reachable[{n}]", f"{label}: greeting received", Severity.HIGH)
+        secured = port.tls == "implicit"
+        if not secured:
+            caps = {c.upper() for c in m.capabilities}
+            ok = "LOGINDISABLED" in caps and not any(c.startswith("AUTH=PLAIN") for c in caps)
+            checks.add(f"imap.plaintext_auth_refused[{n}]", ok,
+                       f"{label}: login offered without TLS (capabilities: {' '.join(sorted(caps))})",
+                       ok_message=f"{label}: LOGINDISABLED before TLS", severity=Severity.HIGH,
+                       fix="auth_allow_cleartext = no (disable_plaintext_auth = yes) and ssl = required")
+            has = "STARTTLS" in caps
+            checks.add(f"imap.starttls[{n}]", has, f"{label}: STARTTLS not offered",
+                       ok_message=f"{label}: STARTTLS offered", severity=Severity.HIGH,
+                       fix="ssl = required with ssl_cert/ssl_key in Dovecot")
+            if has and t.account is not None:
+                m.starttls(ssl_context=_sni(ctx, t))
+                secured = True
+        if t.account is not None and secured:
+            try:
+                m.login(t.account.user, t.account.password)
+                checks.passed(f"imap.login[{n}]", f"{label}: login as {t.account.user} works")
+            except imaplib.IMAP4.error as e:
+                checks.fail(f"imap.login[{n}]", f"{label}: login as {t.account.user} refused: {e}",
+                            severity=Severity.HIGH, fix="check the user's Dovecot passdb entry and mailbox")
+    except (OSError, imaplib.IMAP4.error, ssl.SSLError) as e:
+        checks.error(f"imap.session[{n}]", f"{label}: session broke off: {e}")
+    finally:
+        with contextlib.suppress(Exception):
+            m.logout()
+
+
+def probe_pop3(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext) -> None:
+    """USER refused before TLS, STLS offered, and a probe login when an account is given."""
+    label, n = _port_label(port), port.port
+    try:
+        if port.tls == "implicit":
+            p: poplib.POP3 = poplib.POP3_SSL(t.address, n, context=_sni(ctx, t), timeout=t.timeout)
+        else:
+            p = poplib.POP3(t.address, n, timeout=t.timeout)
+    except ssl.SSLCertVerificationError as e:
+        checks.skip(f"pop3.session[{n}]", f"{label}: certificate not trusted ({e.verify_message}) — see "
+                    "tls.cert_chain")
+        return
+    except (OSError, poplib.error_proto) as e:
+        checks.fail(f"pop3.reachable[{n}]", f"{label}: cannot connect: {e}", severity=Severity.HIGH,
+                    fix=f"start dovecot and enable {port.protocol} on {n}")
+        return
+    try:
+        checks.passed(f"pop3.reachable[{n}]", f"{label}: greeting received", Severity.HIGH)
+        if port.tls != "implicit":
+            caps = {k.upper() for k in p.capa()}
+            try:
+                reply = p.user("audit-probe-nonexistent").decode("latin-1", "replace")
+                refused, why = False, reply
+            except poplib.error_proto as e:
+                refused, why = True, str(e)
+            checks.add(f"pop3.plaintext_auth_refused[{n}]", refused,
+                       f"{label}: USER accepted without TLS ({why})",
+                       ok_message=f"{label}: USER refused before TLS", severity=Severity.HIGH,
+                       fix="auth_allow_cleartext = no (disable_plaintext_auth = yes) and ssl = required")
+            has = "STLS" in caps
+            checks.add(f"pop3.starttls[{n}]", has, f"{label}: STLS not offered",
+                       ok_message=f"{label}: STLS offered", severity=Severity.HIGH,
+                       fix="ssl = required with ssl_cert/ssl_key in Dovecot")
+            if not has or t.account is None:
+                return
+            # the USER above may have left the session in a state where STLS is refused: reconnect
+            with contextlib.suppress(Exception):
+                p.quit()
+            p = poplib.POP3(t.address, n, timeout=t.timeout)
+            p.stls(context=_sni(ctx, t))
+        if t.account is not None:
+            try:
+                p.user(t.account.user)
+                p.pass_(t.account.password)
+                checks.passed(f"pop3.login[{n}]", f"{label}: login as {t.account.user} works")
+            except poplib.error_proto as e:
+                checks.fail(f"pop3.login[{n}]", f"{label}: login as {t.account.user} refused: {e}",
+                            severity=Severity.HIGH, fix="check the user's Dovecot passdb entry and mailbox")
+    except (OSError, poplib.error_proto, ssl.SSLError) as e:
+        checks.error(f"pop3.session[{n}]", f"{label}: session broke off: {e}")
+    finally:
+        with contextlib.suppress(Exception):
+            p.quit()
+
+
+class _SniContext(ssl.SSLContext):
+    """imaplib/poplib pass the connect address as server_hostname; SNI must carry the mail host's name."""
+
+    server_name: str | None = None
+
+    def wrap_socket(self, sock, *args, server_hostname=None, **kwargs):  # type: ignore[no-untyped-def,override]
+        return super().wrap_socket(sock, *args, server_hostname=self.server_name, **kwargs)
+
+
+def _sni(ctx: ssl.SSLContext, t: ProbeTarget) -> ssl.SSLContext:
+    if tlsprobe._is_ip(t.server_name):
+        return ctx
+    new = _SniContext(ssl.PROTOCOL_TLS_CLIENT)
+    new.check_hostname = False
+    new.verify_mode = ssl.CERT_REQUIRED
+    new.minimum_version, new.maximum_version = ctx.minimum_version, ctx.maximum_version
+    new.server_name = t.server_name
+    if t.ca_file:
+        new.load_verify_locations(cafile=t.ca_file)
+    else:
+        new.load_default_certs()
+    return new
+
+
+def probe_tls(t: ProbeTarget, port: Port, checks: CheckSet) -> None:
+    """Legacy versions refused, TLS 1.2+ accepted, certificate chain, name and expiry on one port."""
+    label, n = _port_label(port), port.port
+    for version in tlsprobe.LEGACY:
+        vid = f"tls.{version.lower().replace('.', '_').replace('tlsv', 'v')}_refused[{n}]"
+        why = tlsprobe.local_support(version)
+        if why is not None:
+            checks.skip(vid, f"{label}: cannot test {version}: {why}")
+            continue
+        try:
+            h = tlsprobe.handshake(t.address, n, port.protocol, port.tls,
+                                   tlsprobe.client_context(t.ca_file, version), t.server_name, t.timeout)
+        except tlsprobe.ProtocolError as e:
+            checks.error(vid, f"{label}: could not reach the TLS handshake: {e}")
+            continue
+        except OSError as e:
+            checks.error(vid, f"{label}: cannot connect: {e}")
+            continue
+        checks.add(vid, not h.negotiated, f"{label}: server accepts {version}",
+                   ok_message=f"{label}: {version} refused", severity=Severity.MEDIUM,
+                   fix="smtpd_tls_protocols / smtpd_tls_mandatory_protocols >=TLSv1.2; Dovecot "
+                   "ssl_min_protocol = TLSv1.2")
+    modern_ok = False
+    for version in ("TLSv1.2", "TLSv1.3"):
+        vid = f"tls.{version.lower().replace('.', '_').replace('tlsv', 'v')}_accepted[{n}]"
+        try:
+            h = tlsprobe.handshake(t.address, n, port.protocol, port.tls,
+                                   tlsprobe.client_context(t.ca_file, version), t.server_name, t.timeout)
+        except (tlsprobe.ProtocolError, OSError) as e:
+            checks.fail(vid, f"{label}: no TLS handshake: {e}", severity=Severity.HIGH,
+                        fix="configure a certificate and key and enable TLS on this service")
+            continue
+        modern_ok = modern_ok or h.negotiated
+        if version == "TLSv1.2":
+            checks.add(vid, h.negotiated, f"{label}: TLSv1.2 refused ({h.error})",
+                       ok_message=f"{label}: TLSv1.2 accepted", severity=Severity.MEDIUM,
+                       fix="allow TLSv1.2 (old clients and MTAs still need it)")
+        elif h.negotiated:
+            checks.passed(vid, f"{label}: TLSv1.3 accepted", Severity.INFO)
+        else:
+            checks.skip(vid, f"{label}: TLSv1.3 not offered ({h.error}) — informational")
+    # certificate: chain, then name and expiry on the parsed certificate
+    try:
+        h = tlsprobe.handshake(t.address, n, port.protocol, port.tls,
+                               tlsprobe.client_context(t.ca_file), t.server_name, t.timeout)
+    except (tlsprobe.ProtocolError, OSError) as e:
+        checks.error(f"tls.cert_chain[{n}]", f"{label}: no TLS handshake: {e}")
+        return
+    ca_desc = t.ca_file or "the system trust store"
+    if h.verify_error or not h.cert_der:
+        checks.fail(f"tls.cert_chain[{n}]", f"{label}: chain not valid against {ca_desc}: "
+                    f"{h.verify_error or h.error}", severity=Severity.HIGH,
+                    fix="serve the full chain (server cert then intermediates) issued by the configured CA")
+        for cid in ("cert_name", "cert_expiry"):
+            checks.skip(f"tls.{cid}[{n}]", f"{label}: certificate not inspected: its chain is not valid")
+        return
+    checks.passed(f"tls.cert_chain[{n}]", f"{label}: chain valid against {ca_desc}", Severity.HIGH)
+    cert = x509.load_der_x509_certificate(h.cert_der)
+    names = tlsprobe.cert_names(cert)
+    checks.add(f"tls.cert_name[{n}]", tlsprobe.name_matches(t.server_name, names),
+               f"{label}: certificate names {names} do not include {t.server_name}",
+               ok_message=f"{label}: certificate names {t.server_name}", severity=Severity.HIGH,
+               fix="reissue the certificate with the host name as a subject alternative name")
+    left = tlsprobe.days_left(cert)
+    checks.add(f"tls.cert_expiry[{n}]", left > EXPIRY_DAYS,
+               f"{label}: certificate expires in {left:.0f} days ({cert.not_valid_after_utc:%Y-%m-%d})",
+               ok_message=f"{label}: certificate valid for {left:.0f} more days", severity=Severity.HIGH,
+               fix="renew the certificate (re-run mailserver deploy for generated certificates)")
+
+
+def run_probes(t: ProbeTarget, ports: Sequence[Port], section: str = "audit") -> list[CheckResult]:
+    """Every outside-in check for every port in the Manifest (LMTP is local-only and skipped)."""
+    checks = CheckSet(t.host, section)
+    ctx = tlsprobe.client_context(t.ca_file)
+    for port in ports:
+        proto = port.protocol
+        if proto in SMTP_PROTOCOLS:
+            probe_smtp(t, port, checks, ctx)  # smtplib sends `_host` (the server name) as SNI
+        elif proto in IMAP_PROTOCOLS:
+            probe_imap(t, port, checks, ctx)
+        elif proto in POP3_PROTOCOLS:
+            probe_pop3(t, port, checks, ctx)
+        else:
+            continue
+        if port.tls != "none":
+            probe_tls(t, port, checks)
+    return checks.results
+
+
+def port_open(address: str, port: int, timeout: float = 5.0) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return True
+    except OSError:
+        return False

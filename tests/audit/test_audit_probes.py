@@ -1,0 +1,188 @@
+"""Outside-in probes against toy servers on 127.0.0.1: each misconfiguration is caught by the right check."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import pytest
+from toyservers import Behaviour, free_port, serve
+
+from pyinfra_mailserver.audit import tlsprobe
+from pyinfra_mailserver.audit.probes import ProbeAccount, ProbeTarget, run_probes
+from pyinfra_mailserver.audit.testcert import make_ca, make_server_cert
+from pyinfra_mailserver.manifest import Port
+from pyinfra_mailserver.report import CheckResult, Status
+
+NAME = "mx1.example.org"
+_TLS1 = ssl.TLSVersion(0x0301)  # TLSv1, without touching the deprecated enum attribute
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    d = tmp_path_factory.mktemp("pki")
+    ca = make_ca(d)
+    cert, key = make_server_cert(d, ca, [NAME])
+    wrong_cert, wrong_key = make_server_cert(d, ca, ["other.example.net"], stem="wrong")
+    short_cert, short_key = make_server_cert(d, ca, [NAME], days=5, stem="short")
+    other_dir = d / "other"
+    other_dir.mkdir()
+    other_ca = make_ca(other_dir)
+    return {"ca": str(ca[0]), "cert": str(cert), "key": str(key), "wrong_cert": str(wrong_cert),
+            "wrong_key": str(wrong_key), "short_cert": str(short_cert), "short_key": str(short_key),
+            "other_ca": str(other_ca[0])}
+
+
+def _target(pki: dict[str, str], account: ProbeAccount | None = None, ca: str | None = None) -> ProbeTarget:
+    return ProbeTarget(host="toy", address="127.0.0.1", server_name=NAME, ca_file=ca or pki["ca"],
+                       local_domain="example.org", account=account, timeout=5)
+
+
+def _run(kind: str, b: Behaviour, port: Port, pki: dict[str, str], cert: str = "cert", key: str = "key",
+         **kw: object) -> dict[str, CheckResult]:
+    with serve(kind, b, pki[cert], pki[key]) as n:
+        p = Port(n, port.service, port.protocol, port.tls, port.auth)
+        results = run_probes(_target(pki, **kw), [p])  # type: ignore[arg-type]
+    return {r.id.split("[")[0]: r for r in results}
+
+
+SMTP25 = Port(0, "postfix", "smtp", "starttls", "none")
+SUBMISSION = Port(0, "postfix", "submission", "starttls", "required")
+SMTPS = Port(0, "postfix", "smtps", "implicit", "required")
+IMAP = Port(0, "dovecot", "imap", "starttls", "required")
+IMAPS = Port(0, "dovecot", "imaps", "implicit", "required")
+POP3 = Port(0, "dovecot", "pop3", "starttls", "required")
+POP3S = Port(0, "dovecot", "pop3s", "implicit", "required")
+
+
+def _statuses(r: dict[str, CheckResult]) -> dict[str, str]:
+    return {k: str(v.status) for k, v in r.items()}
+
+
+def test_well_configured_smtp_has_no_findings(pki: dict[str, str]) -> None:
+    r = _run("smtp", Behaviour(auth_after_tls=False), SMTP25, pki)
+    assert not [x for x in r.values() if x.status in (Status.FAIL, Status.ERROR)], _statuses(r)
+    for cid in ("smtp.open_relay", "smtp.vrfy_disabled", "smtp.starttls", "smtp.no_auth_before_tls",
+                "smtp.auth_offered", "tls.v1_refused", "tls.v1_1_refused", "tls.v1_2_accepted",
+                "tls.cert_chain", "tls.cert_name", "tls.cert_expiry"):
+        assert r[cid].status is Status.PASS, (cid, r[cid])
+
+
+def test_open_relay_is_critical(pki: dict[str, str]) -> None:
+    r = _run("smtp", Behaviour(relay_open=True, auth_after_tls=False), SMTP25, pki)
+    assert r["smtp.open_relay"].status is Status.FAIL
+    assert r["smtp.open_relay"].severity == "critical"
+
+
+def test_deferred_relay_is_a_low_finding(pki: dict[str, str]) -> None:
+    r = _run("smtp", Behaviour(relay_code=450, auth_after_tls=False), SMTP25, pki)
+    assert r["smtp.open_relay"].status is Status.FAIL and r["smtp.open_relay"].severity == "low"
+
+
+def test_auth_before_starttls_and_on_port_25(pki: dict[str, str]) -> None:
+    r = _run("smtp", Behaviour(auth_before_tls=True), SMTP25, pki)
+    assert r["smtp.no_auth_before_tls"].status is Status.FAIL
+    assert r["smtp.auth_offered"].status is Status.FAIL  # model: no AUTH on 25
+
+
+def test_vrfy_enabled(pki: dict[str, str]) -> None:
+    r = _run("smtp", Behaviour(vrfy_code=252, auth_after_tls=False), SMTP25, pki)
+    assert r["smtp.vrfy_disabled"].status is Status.FAIL
+
+
+def test_submission_requires_auth_and_login(pki: dict[str, str]) -> None:
+    acct = ProbeAccount("probe@example.org", "s3cret")
+    r = _run("smtp", Behaviour(), SUBMISSION, pki, account=acct)
+    assert r["smtp.submission_requires_auth"].status is Status.PASS
+    assert r["smtp.auth_offered"].status is Status.PASS
+    assert r["smtp.login"].status is Status.PASS
+    r = _run("smtp", Behaviour(require_auth_for_local=False), SUBMISSION, pki,
+             account=ProbeAccount("probe@example.org", "wrong"))
+    assert r["smtp.submission_requires_auth"].status is Status.FAIL
+    assert r["smtp.login"].status is Status.FAIL
+    assert "wrong" not in repr(ProbeAccount("u", "wrong"))
+
+
+def test_submission_without_starttls(pki: dict[str, str]) -> None:
+    r = _run("smtp", Behaviour(tls="none", auth_after_tls=False), SUBMISSION, pki)
+    assert r["smtp.starttls"].status is Status.FAIL
+    assert r["smtp.auth_offered"].status is Status.FAIL
+
+
+def test_implicit_tls_port(pki: dict[str, str]) -> None:
+    r = _run("smtp", Behaviour(tls="implicit"), SMTPS, pki)
+    assert r["smtp.implicit_tls"].status is Status.PASS
+    assert r["tls.cert_chain"].status is Status.PASS
+    # a plaintext server on the implicit-TLS port
+    r = _run("smtp", Behaviour(tls="none"), SMTPS, pki)
+    assert r["smtp.implicit_tls"].status is Status.FAIL
+
+
+def test_legacy_tls_accepted_is_reported(pki: dict[str, str]) -> None:
+    if tlsprobe.local_support("TLSv1"):
+        pytest.skip("local OpenSSL cannot speak TLS 1.0")
+    r = _run("smtp", Behaviour(min_version=_TLS1, auth_after_tls=False), SMTP25, pki)
+    assert r["tls.v1_refused"].status is Status.FAIL
+    assert r["tls.v1_1_refused"].status is Status.FAIL
+
+
+def test_legacy_probe_is_skipped_when_local_openssl_cannot(pki: dict[str, str],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tlsprobe, "local_support", lambda v: "no TLS 1.0 here" if v == "TLSv1" else None)
+    r = _run("smtp", Behaviour(min_version=_TLS1, auth_after_tls=False), SMTP25, pki)
+    assert r["tls.v1_refused"].status is Status.SKIP
+    assert "no TLS 1.0 here" in r["tls.v1_refused"].message
+
+
+def test_certificate_problems(pki: dict[str, str]) -> None:
+    r = _run("smtp", Behaviour(auth_after_tls=False), SMTP25, pki, cert="wrong_cert", key="wrong_key")
+    assert r["tls.cert_name"].status is Status.FAIL and r["tls.cert_chain"].status is Status.PASS
+    r = _run("smtp", Behaviour(auth_after_tls=False), SMTP25, pki, cert="short_cert", key="short_key")
+    assert r["tls.cert_expiry"].status is Status.FAIL
+    r = _run("smtp", Behaviour(auth_after_tls=False), SMTP25, pki, ca=pki["other_ca"])
+    assert r["tls.cert_chain"].status is Status.FAIL
+    assert r["tls.cert_name"].status is Status.SKIP  # never "passed" on an untrusted chain
+
+
+def test_unreachable_port_is_a_finding(pki: dict[str, str]) -> None:
+    results = run_probes(_target(pki), [Port(free_port(), "dovecot", "imaps", "implicit", "required")])
+    r = {x.id.split("[")[0]: x for x in results}
+    assert r["imap.reachable"].status is Status.FAIL
+
+
+def test_imap(pki: dict[str, str]) -> None:
+    acct = ProbeAccount("probe@example.org", "s3cret")
+    r = _run("imap", Behaviour(), IMAP, pki, account=acct)
+    assert r["imap.plaintext_auth_refused"].status is Status.PASS
+    assert r["imap.starttls"].status is Status.PASS
+    assert r["imap.login"].status is Status.PASS
+    assert r["tls.cert_chain"].status is Status.PASS
+    r = _run("imap", Behaviour(login_disabled_plain=False), IMAP, pki)
+    assert r["imap.plaintext_auth_refused"].status is Status.FAIL
+    r = _run("imap", Behaviour(tls="implicit"), IMAPS, pki, account=ProbeAccount("probe@example.org", "x"))
+    assert r["imap.login"].status is Status.FAIL
+
+
+def test_pop3(pki: dict[str, str]) -> None:
+    acct = ProbeAccount("probe@example.org", "s3cret")
+    r = _run("pop3", Behaviour(), POP3, pki, account=acct)
+    assert r["pop3.plaintext_auth_refused"].status is Status.PASS
+    assert r["pop3.starttls"].status is Status.PASS
+    assert r["pop3.login"].status is Status.PASS
+    r = _run("pop3", Behaviour(login_disabled_plain=False), POP3, pki)
+    assert r["pop3.plaintext_auth_refused"].status is Status.FAIL
+    r = _run("pop3", Behaviour(tls="implicit"), POP3S, pki, account=acct)
+    assert r["pop3.login"].status is Status.PASS and r["tls.v1_2_accepted"].status is Status.PASS
+
+
+def test_name_matching() -> None:
+    assert tlsprobe.name_matches("mx1.example.org", ["*.example.org"])
+    assert not tlsprobe.name_matches("a.mx1.example.org", ["*.example.org"])
+    assert tlsprobe.name_matches("MX1.example.org.", ["mx1.example.org"])
+    assert not tlsprobe.name_matches("mx1.example.org", ["mx2.example.org"])
+
+
+def test_tls13_only_server_is_not_a_finding(tmp_path: Path, pki: dict[str, str]) -> None:
+    r = _run("smtp", Behaviour(min_version=ssl.TLSVersion.TLSv1_3, auth_after_tls=False), SMTP25, pki)
+    assert r["tls.v1_2_accepted"].status is Status.FAIL  # 1.2 is what the issue asks to be accepted
+    assert r["tls.v1_3_accepted"].status is Status.PASS
