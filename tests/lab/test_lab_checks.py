@@ -70,3 +70,21 @@ def test_subnet_in_use_is_refused_before_anything_is_made(tmp_path: Path) -> Non
     assert r.returncode == EXIT_ADDRESS_IN_USE, r.stdout + r.stderr
     assert "address already in use" in r.stderr and "lo" in r.stderr
     assert not Path("/sys/class/net/mschk0").exists()
+
+
+@pytest.mark.lab
+def test_foreign_bridge_is_refused(tmp_path: Path) -> None:
+    """An existing interface with the lab's bridge name that this lab did not make is never adopted."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("lab tests need root")
+        pytest.skip("lab tests need root")
+    subprocess.run(["ip", "link", "add", "mschk1", "type", "bridge"], check=True)
+    try:
+        argv = [*MAILSERVER, "lab", "--state-dir", str(tmp_path / "lab"), "up", "--bridge", "mschk1"]
+        argv += ["--subnet", "10.213.99.0/24"]
+        r = subprocess.run(argv, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
+        assert r.returncode == EXIT_ADDRESS_IN_USE, r.stdout + r.stderr
+        assert "already exists" in r.stderr
+    finally:
+        subprocess.run(["ip", "link", "del", "mschk1"], check=True)

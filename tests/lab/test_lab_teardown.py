@@ -102,3 +102,26 @@ def test_dead_host_is_recreated_and_others_left_alone(own_lab: TestLab) -> None:
     assert [h.name for h in own_lab.hosts()] == ["mx2"]
     own_lab.down()
     assert leftovers(own_lab, machines) == []
+
+
+def test_failed_up_cleans_what_it_made(own_lab: TestLab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A boot failing midway (here: nspawn never starts) must not leave the controller half set up."""
+    from pyinfra_mailserver.lab import host as host_mod
+    from pyinfra_mailserver.lab.state import EXIT_BOOT_FAILED, LabError
+
+    real_boot = host_mod.boot
+    calls = []
+
+    def failing_boot(st, h):  # type: ignore[no-untyped-def]
+        calls.append(h.name)
+        if len(calls) == 2:  # the first host boots for real, the second fails
+            raise LabError("boot failed on purpose", EXIT_BOOT_FAILED)
+        return real_boot(st, h)
+
+    monkeypatch.setattr(host_mod, "boot", failing_boot)
+    with pytest.raises(LabError, match="on purpose"):
+        own_lab.manager.up(2)
+    machines = [f"{own_lab.bridge}-mx1", f"{own_lab.bridge}-mx2"]
+    assert leftovers(own_lab, machines) == []
+    st = load(own_lab.state_dir)
+    assert st.hosts == {} and st.proxy is None and not st.bridge_created

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
 import signal
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -147,9 +149,22 @@ def destroy(h: HostState, timeout: float = 20) -> None:
     veth, cgroups and dirs. Only the PID recorded for this host is ever signalled."""
     ref = h.proc
     if ref and ref.alive():
-        os.kill(ref.pid, signal.SIGTERM)
+        # nspawn turns SIGTERM into a poweroff request to the guest's systemd, which ignores it until
+        # its handlers are installed early in boot: repeat it each second rather than wait it out.
+        last = 0.0
+
+        def gone() -> bool:
+            nonlocal last
+            if not ref.alive():
+                return True
+            if time.monotonic() - last >= 1.0:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(ref.pid, signal.SIGTERM)
+                last = time.monotonic()
+            return False
+
         try:
-            wait_for(f"{h.name} to power off", lambda: not ref.alive(), timeout=timeout)
+            wait_for(f"{h.name} to power off", gone, timeout=timeout)
         except LabError:
             if ref.alive():
                 os.kill(ref.pid, signal.SIGKILL)
