@@ -74,8 +74,8 @@ mailserver = {
     },
     # legal tracking (reference 002 §9): log sender, recipients and subject of every message
     "header_checks": [
-        {"pattern": "/^Subject:/i", "action": "WARN"},
-        {"pattern": "/^From:/i", "action": "WARN"},
-        {"pattern": "/^To:/i", "action": "WARN"},
+        {"pattern": "/^Subject:/", "action": "WARN"},
+        {"pattern": "/^From:/", "action": "WARN"},
+        {"pattern": "/^To:/", "action": "WARN"},
     ],
 }

@@ -52,6 +52,6 @@ mailserver = {
         "pop3s": {"enabled": True},
     },
     "header_checks": [
-        {"pattern": "/^Subject:.*\\bviagra\\b/i", "action": "REJECT spam is not accepted here"}
+        {"pattern": "/^Subject:.*viagra/", "action": "REJECT spam is not accepted here"}
     ],
 }

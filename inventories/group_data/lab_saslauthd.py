@@ -58,8 +58,8 @@ mailserver = {
         "system_passdb": "pam",
     },
     "header_checks": [
-        {"pattern": "/^Subject:/i", "action": "WARN"},
-        {"pattern": "/^From:/i", "action": "WARN"},
-        {"pattern": "/^To:/i", "action": "WARN"},
+        {"pattern": "/^Subject:/", "action": "WARN"},
+        {"pattern": "/^From:/", "action": "WARN"},
+        {"pattern": "/^To:/", "action": "WARN"},
     ],
 }

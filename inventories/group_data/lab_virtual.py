@@ -54,6 +54,6 @@ mailserver = {
         "dovecot_listen": ["*"],
     },
     "header_checks": [
-        {"pattern": "/^Subject:.*\\bforbidden-word\\b/i", "action": "REJECT message refused by policy"}
+        {"pattern": "/^Subject:.*forbidden-word/", "action": "REJECT message refused by policy"}
     ],
 }

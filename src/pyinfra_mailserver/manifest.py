@@ -25,7 +25,7 @@ class ManagedFile:
     """One file the tool owns on the host, with its rendered content and who must notice a change."""
 
     path: str  # absolute path on the host
-    content: str  # rendered text (always ends with a newline)
+    content: str = field(repr=False)  # rendered text (ends with a newline); kept out of repr: secrets
     owner: str = "root"
     group: str = "root"
     mode: str = "644"  # full octal string, as pyinfra's files.put expects

@@ -15,7 +15,10 @@ _PATTERN = re.compile(r"^!?/(.+)/([imx]*)$")
 class HeaderCheck(Strict):
     """One line of a regexp: table: `/pattern/flags ACTION [text]`; order matters (first match wins)."""
 
-    pattern: str = Field(description="Postfix regexp, e.g. /^Subject:/ (the reference logs with WARN).")
+    pattern: str = Field(
+        description="Postfix regexp, e.g. /^Subject:/ — case-insensitive by default (the i flag makes it "
+        "case-sensitive in Postfix)."
+    )
     action: str = Field(default="WARN", description="WARN, HOLD, DISCARD, REJECT text, PREPEND header ...")
 
     @field_validator("pattern")

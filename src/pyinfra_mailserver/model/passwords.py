@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, SecretStr, ValidationInfo
+from pydantic import BeforeValidator, SecretStr, ValidationInfo, WithJsonSchema
 
 from pyinfra_mailserver import secretstore
 from pyinfra_mailserver.model.common import err
@@ -139,9 +139,34 @@ def _plain_secret(value: Any, info: ValidationInfo) -> SecretStr:
     return SecretStr(text)
 
 
-DovecotHash = Annotated[SecretStr, BeforeValidator(_dovecot_hash)]
-CryptHash = Annotated[SecretStr, BeforeValidator(_crypt_hash)]
-PlainSecret = Annotated[SecretStr, BeforeValidator(_plain_secret)]
+_REF_SCHEMA = {
+    "type": "object",
+    "properties": {"secret": {"type": "string", "description": "name of a file in the secrets directory"}},
+    "required": ["secret"],
+    "additionalProperties": False,
+}
+
+DovecotHash = Annotated[
+    SecretStr,
+    BeforeValidator(_dovecot_hash),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "string",
+                    "pattern": r"^(\{ARGON2ID\}\$argon2id\$|\{SHA512-CRYPT\}\$6\$|\$argon2id\$|\$6\$)",
+                },
+                _REF_SCHEMA,
+            ]
+        }
+    ),
+]
+CryptHash = Annotated[
+    SecretStr,
+    BeforeValidator(_crypt_hash),
+    WithJsonSchema({"anyOf": [{"type": "string", "pattern": r"^(\{SHA512-CRYPT\})?\$6\$"}, _REF_SCHEMA]}),
+]
+PlainSecret = Annotated[SecretStr, BeforeValidator(_plain_secret), WithJsonSchema(_REF_SCHEMA)]
 
 
 def secret_name_of(data: Any) -> str | None:

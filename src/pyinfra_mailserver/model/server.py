@@ -271,6 +271,8 @@ class MailServer(Strict):
                             "— add it to local.users or local.existing_accounts, or fix the target",
                         )
                     )
+        if "postmaster" not in self.aliases and "postmaster" not in known:
+            p.append(("aliases", "no 'postmaster' — RFC 5321 requires one: add \"postmaster\": [\"root\"]"))
         for cyc in find_cycles(alias_edges):
             p.append((f"aliases{_q(cyc[0])}", "alias loop " + " -> ".join(cyc) + " — break the cycle"))
 
