@@ -78,12 +78,12 @@ def test_apt_install_through_the_proxy(lab: TestLab, two_hosts: list[LabHost]) -
 
 
 def test_pyinfra_reaches_lab_and_detects_systemd(lab: TestLab, two_hosts: list[LabHost]) -> None:
-    r = lab.pyinfra("exec", "--", "hostname")
+    r = lab.pyinfra("exec", "--", "hostname", limit=two_hosts)
     out = r.stdout + r.stderr  # pyinfra logs to stderr
     assert r.returncode == 0, out
     for h in two_hosts:
         assert f"[{h.fqdn}] {h.fqdn}" in out
-    r = lab.pyinfra("fact", "systemd.SystemdStatus")
+    r = lab.pyinfra("fact", "systemd.SystemdStatus", limit=two_hosts)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
     facts = json.loads(out[out.index("{", out.index("Fact data")) : out.rindex("}") + 1])

@@ -132,10 +132,17 @@ class TestLab:
         """Destroy the named hosts (all with None: then the bridge and proxy go too)."""
         self.manager.down(names)
 
-    def pyinfra(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
-        """Run `pyinfra -y <lab inventory> ARGS...` against this lab (from the repo root)."""
+    def pyinfra(
+        self, *args: str, limit: list[LabHost] | None = None, timeout: float = 1800
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `pyinfra -y <lab inventory> [--limit FQDN...] ARGS...` against this lab, from the repo
+        root (so group_data/ applies). The session lab holds hosts of other tests too: pass `limit`.
+        pyinfra writes its log to stderr; `.stdout + .stderr` is the full output."""
         exe = Path(sys.executable).parent / "pyinfra"
-        argv = [str(exe) if exe.exists() else "pyinfra", "-y", str(self.inventory_path), *args]
+        argv = [str(exe) if exe.exists() else "pyinfra", "-y", str(self.inventory_path)]
+        for h in limit or []:
+            argv += ["--limit", h.fqdn]
+        argv += args
         return subprocess.run(
             argv,
             env=self.env,
