@@ -1,0 +1,50 @@
+"""End-to-end fixtures: `deployments(variant)` (a fresh, deployed lab host per SASL variant) and the sink."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from e2e_support import SINK_PORT, Deployment, deploy_fresh
+from smtp_sink import SmtpSink
+
+from pyinfra_mailserver import pki
+from pyinfra_mailserver.lab.state import load
+
+
+@pytest.fixture(scope="session")
+def deployments(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Deployment]:
+    """`deployments(variant)`: the session's deployed host of that variant (made on first use)."""
+    made: dict[str, Deployment] = {}
+
+    def get(variant: str) -> Deployment:
+        if variant not in made:
+            made[variant] = deploy_fresh(lab, variant, tmp_path_factory.mktemp("e2e"))
+        return made[variant]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def sink_factory(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], SmtpSink]]:
+    """The SMTP sink on the controller's bridge address (started once the bridge exists)."""
+    started: list[SmtpSink] = []
+
+    def get() -> SmtpSink:
+        if not started:
+            d = tmp_path_factory.mktemp("sink")
+            tls = pki.ensure_server_cert(d, "sink.test", ("sink.test",))
+            cert, key = d / "sink.crt", d / "sink.key"
+            cert.write_text(tls.cert_pem)
+            key.write_text(tls.key_pem)
+            os.chmod(key, 0o600)
+            started.append(SmtpSink(load(lab.state_dir).bridge_ip, SINK_PORT, cert, key).start())
+        return started[0]
+
+    yield get
+    for s in started:
+        s.stop()
+
+

@@ -1,0 +1,162 @@
+"""End-to-end support: deploy a fresh lab host per SASL variant with `mailserver deploy --json`.
+
+Each variant's data is the example inventory's group data with lab-only changes (a transport route to an
+SMTP sink on the controller's bridge address, a header_checks WARN rule, POP3 on), written next to a
+throwaway inventory that holds exactly the one lab host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyinfra_mailserver.inventory import load_hosts
+from pyinfra_mailserver.lab.state import inventory_hosts, load
+from pyinfra_mailserver.manifest import Manifest
+
+REPO = Path(__file__).resolve().parents[2]
+MAILSERVER = str(Path(sys.executable).parent / "mailserver")
+SINK_PORT = 2525
+EXAMPLES = {
+    "virtual": REPO / "inventories" / "group_data" / "example_virtual.py",
+    "saslauthd": REPO / "inventories" / "group_data" / "example_saslauthd.py",
+}
+
+
+def group_data_source(variant: str, bridge_ip: str, extra_aliases: dict[str, list[str]] | None = None) -> str:
+    """Python source of the test group data: the example's, plus the lab-only changes."""
+    lines = [
+        f'"""e2e data for the {variant} variant: {EXAMPLES[variant].name} with lab changes."""',
+        "import copy as _copy",
+        "import runpy as _runpy",
+        f"mailserver = _copy.deepcopy(_runpy.run_path({str(EXAMPLES[variant])!r})['mailserver'])",
+        "_relay = mailserver.setdefault('relay', {})",
+        f"_relay['transport'] = {{'sink.test': 'smtp:[{bridge_ip}]:{SINK_PORT}'}}",
+        "mailserver['header_checks'] = list(mailserver.get('header_checks', [])) + "
+        "[{'pattern': '/^Subject:.*e2e-legal/', 'action': 'WARN'}]",
+        "mailserver['services']['pop3'] = {'enabled': True}",
+        "mailserver['services']['pop3s'] = {'enabled': True}",
+    ]
+    for name, members in (extra_aliases or {}).items():
+        lines.append(f"mailserver['aliases'][{name!r}] = {members!r}")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Deployment:
+    """One deployed lab host and the means to re-deploy it and talk to it."""
+
+    variant: str
+    host: Any  # LabHost
+    env: dict[str, str]
+    inventory: Path
+    group_file: Path
+    bridge_ip: str
+    secrets_dir: Path
+    first: dict[str, Any]
+    first_seconds: float
+    manifest: Manifest = field(repr=False)
+
+    @property
+    def ca_file(self) -> Path:
+        return self.secrets_dir / "ca" / "ca.crt"
+
+    @property
+    def fqdn(self) -> str:
+        return self.host.fqdn
+
+    def deploy(self, *extra: str) -> dict[str, Any]:
+        """Run `mailserver deploy --json` on this host; the host's entry of the JSON report."""
+        r = subprocess.run(
+            [MAILSERVER, "deploy", str(self.inventory), "--json", *extra],
+            env=self.env, capture_output=True, text=True, timeout=1800, check=False, cwd=REPO,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            report = json.loads(r.stdout)
+        except json.JSONDecodeError:
+            pytest.fail(f"mailserver deploy printed no JSON (exit {r.returncode}):\n{r.stdout}\n{r.stderr}")
+        host = report["hosts"][0]
+        host["_report"] = report
+        host["_stderr"] = r.stderr
+        host["_exit"] = r.returncode
+        return host
+
+    def set_extra_aliases(self, aliases: dict[str, list[str]]) -> None:
+        self.group_file.write_text(group_data_source(self.variant, self.bridge_ip, aliases))
+
+    def password(self, secret: str) -> str:
+        return (self.secrets_dir / f"{secret}.password").read_text().strip()
+
+    def tls(self) -> ssl.SSLContext:
+        """A client context that trusts only the generated CA (hostname checked)."""
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+    def wait_on_host(self, command: str, timeout: float = 60) -> str:
+        """Poll a host command until it succeeds (exit 0), returning its output; fail after `timeout`."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = self.host.run(command, timeout=30)
+            if last.returncode == 0:
+                return last.stdout
+            time.sleep(0.3)
+        pytest.fail(f"{self.host.name}: `{command}` did not succeed within {timeout} s: {last}")
+
+    def mailbox_has(self, mailbox: str, token: str, timeout: float = 60) -> str:
+        """Wait until a message containing `token` is in `mailbox` (a Maildir dir or an mbox file)."""
+        return self.wait_on_host(f"grep -rlF {token} {mailbox}", timeout=timeout)
+
+
+def deploy_fresh(lab: Any, variant: str, tmp: Path) -> Deployment:
+    [host] = lab.up(1, variant=variant)
+    st = load(lab.state_dir)
+    data = dict(next(d for name, d in inventory_hosts(lab.state_dir)["lab"] if name == host.fqdn))
+    group = f"e2e_{variant}"
+    inv_dir = tmp / f"inv-{variant}"
+    (inv_dir / "group_data").mkdir(parents=True)
+    inventory = inv_dir / "inventory.py"
+    inventory.write_text(f'"""e2e: one lab host."""\n{group} = [({host.fqdn!r}, {data!r})]\n')
+    group_file = inv_dir / "group_data" / f"{group}.py"
+    group_file.write_text(group_data_source(variant, st.bridge_ip))
+    env = {**lab.env, "MAILSERVER_INVENTORY": str(inventory)}
+    r = subprocess.run(
+        [MAILSERVER, "secrets", "generate", str(inventory)], env=env, capture_output=True, text=True,
+        check=False, cwd=REPO,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    [cfg] = load_hosts(inventory)
+    dep = Deployment(
+        variant, host, env, inventory, group_file, st.bridge_ip, Path(st.secrets_dir), {}, 0.0,
+        cfg.manifest(),
+    )
+    started = time.monotonic()
+    dep.first = dep.deploy()
+    dep.first_seconds = time.monotonic() - started
+    return dep
+
+
+@contextlib.contextmanager
+def resolving(fqdn: str, ip: str) -> Iterator[None]:
+    """Make `fqdn` resolve to `ip` in this process, so clients connect by name and TLS checks that name."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        return real(ip if host == fqdn else host, *args, **kwargs)
+
+    socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        socket.getaddrinfo = real  # type: ignore[assignment]

@@ -1,0 +1,333 @@
+"""The deploy on fresh lab hosts, both SASL variants, proven with real clients from the controller side."""
+
+from __future__ import annotations
+
+import imaplib
+import poplib
+import smtplib
+import subprocess
+import uuid
+from collections.abc import Iterator
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from e2e_support import Deployment, resolving
+
+pytestmark = pytest.mark.lab
+
+VARIANTS = ["virtual", "saslauthd"]
+# Per variant: an alias and a list of the example data, and the logins their members read mail with.
+ALIASES = {
+    "virtual": {"alias": ("abuse@example.net", ["alice@example.net"]),
+                "list": ("team@example.net", ["alice@example.net", "bob@example.net", "bob@example.com"])},
+    "saslauthd": {"alias": ("bob.leponge@{fqdn}", ["bob"]), "list": ("admins@{fqdn}", ["bob", "alice"])},
+}
+
+
+@pytest.fixture(scope="module", params=VARIANTS)
+def dep(request: pytest.FixtureRequest, deployments: Any) -> Deployment:
+    d = deployments(request.param)
+    if not d.first["success"]:
+        pytest.fail(f"first deploy failed: {d.first.get('error')}\n{d.first['_report']['errors']}\n"
+                    f"{d.first['_stderr'][-4000:]}")
+    return d
+
+
+@pytest.fixture
+def net(dep: Deployment) -> Iterator[Deployment]:
+    """The deployment, with its FQDN resolving to the lab IP (clients verify the certificate's name)."""
+    with resolving(dep.fqdn, dep.host.ip):
+        yield dep
+
+
+def token() -> str:
+    return f"e2e-{uuid.uuid4().hex[:16]}"
+
+
+def account(dep: Deployment, login: str | None = None) -> Any:
+    accounts = dep.manifest.accounts
+    return next(a for a in accounts if a.login == login) if login else accounts[0]
+
+
+def address(dep: Deployment, login: str) -> str:
+    return login if "@" in login else f"{login}@{dep.fqdn}"
+
+
+def message(to: str, tok: str, subject: str | None = None) -> EmailMessage:
+    m = EmailMessage()
+    m["From"] = "e2e@sender.test"
+    m["To"] = to
+    m["Subject"] = subject or f"test {tok}"
+    m.set_content(f"body {tok}\n")
+    return m
+
+
+def send_25(dep: Deployment, to: str, tok: str, subject: str | None = None) -> None:
+    with smtplib.SMTP(dep.fqdn, 25, timeout=30) as s:
+        s.starttls(context=dep.tls())
+        s.send_message(message(to, tok, subject), to_addrs=[to])
+
+
+def submit(dep: Deployment, to: str, tok: str, port: int = 587) -> None:
+    a = account(dep)
+    with smtplib.SMTP(dep.fqdn, port, timeout=30) as s:
+        s.starttls(context=dep.tls())
+        s.login(a.login, dep.password(a.secret))
+        s.send_message(message(to, tok), to_addrs=[to])
+
+
+# -- the deploy itself ---------------------------------------------------------------------------------
+
+
+def test_first_deploy_succeeds_and_verifies(dep: Deployment) -> None:
+    names = [o["name"] for o in dep.first["operations"]]
+    assert dep.first["success"], dep.first["_report"]["errors"]
+    assert any("Verify the mail host" in n for n in names)
+    assert dep.first["changed"] > 0
+    print(f"\n{dep.variant}: first deploy {dep.first_seconds:.1f} s, {dep.first['changed']} ops changed, "
+          f"{dep.first['round_trips']} round trips")
+
+
+def test_host_matches_with_testinfra(dep: Deployment) -> None:
+    """An independent look (testinfra over paramiko) at what the deploy's own verification checked."""
+    t = dep.host.testinfra()
+    for p in dep.manifest.packages:
+        assert t.package(p).is_installed, p
+    for s in dep.manifest.services:
+        assert t.service(s.unit).is_running, s.unit
+        assert t.service(s.unit).is_enabled, s.unit
+    for p in dep.manifest.ports:
+        assert t.socket(f"tcp://0.0.0.0:{p.port}").is_listening or t.socket(f"tcp://:::{p.port}").is_listening
+    for f in dep.manifest.files:
+        if f.secret:
+            assert t.file(f.path).mode == int(f.mode, 8), f.path
+            assert (t.file(f.path).user, t.file(f.path).group) == (f.owner, f.group), f.path
+    key = t.file(dep.manifest.tls.key_path)
+    assert key.mode == 0o600 and key.user == "root"
+    for sock in dep.manifest.sockets:
+        assert t.file(sock).is_socket, sock
+
+
+# -- SMTP ------------------------------------------------------------------------------------------------
+
+
+def test_port_25_starttls_and_no_auth(net: Deployment) -> None:
+    with smtplib.SMTP(net.fqdn, 25, timeout=30) as s:
+        s.ehlo("client.test")
+        assert s.has_extn("starttls")
+        assert not s.has_extn("auth")
+        s.starttls(context=net.tls())
+        s.ehlo("client.test")
+        assert not s.has_extn("auth"), "AUTH must not be offered on port 25"
+
+
+def test_submission_no_auth_before_starttls(net: Deployment) -> None:
+    with smtplib.SMTP(net.fqdn, 587, timeout=30) as s:
+        s.ehlo("client.test")
+        assert s.has_extn("starttls")
+        assert not s.has_extn("auth"), "AUTH offered before STARTTLS"
+        code, _ = s.docmd("AUTH", "PLAIN AGZvbwBiYXI=")
+        assert 500 <= code < 600
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
+def test_submission_auth_after_starttls(net: Deployment, mechanism: str) -> None:
+    a = account(net)
+    for password, ok in ((net.password(a.secret), True), ("wrong-password", False)):
+        with smtplib.SMTP(net.fqdn, 587, timeout=30) as s:
+            s.starttls(context=net.tls())
+            s.ehlo("client.test")
+            assert mechanism in s.esmtp_features.get("auth", "").upper().split()
+            s.user, s.password = a.login, password
+            auth = s.auth_plain if mechanism == "PLAIN" else s.auth_login
+            if ok:
+                code, _ = s.auth(mechanism, auth, initial_response_ok=True)
+                assert code == 235
+            else:
+                with pytest.raises(smtplib.SMTPAuthenticationError) as e:
+                    s.auth(mechanism, auth, initial_response_ok=True)
+                assert 500 <= e.value.smtp_code < 600
+
+
+def test_smtps_465_implicit_tls(net: Deployment) -> None:
+    a = account(net)
+    with smtplib.SMTP_SSL(net.fqdn, 465, context=net.tls(), timeout=30) as s:
+        s.ehlo("client.test")
+        assert s.has_extn("auth")
+        s.login(a.login, net.password(a.secret))
+
+
+def test_swaks_submission_verified_tls(net: Deployment) -> None:
+    a = account(net)
+    tok = token()
+    r = subprocess.run(
+        ["swaks", "--server", net.host.ip, "--port", "587", "--tls", "--tls-verify",
+         "--tls-ca-path", str(net.ca_file), "--tls-sni", net.fqdn, "--auth", "LOGIN",
+         "--auth-user", a.login, "--auth-password", net.password(a.secret),
+         "--from", "e2e@sender.test", "--to", address(net, a.login), "--header", f"Subject: swaks {tok}",
+         "--body", tok, "--timeout", "30"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    net.mailbox_has(a.mailbox, tok)
+
+
+# -- delivery --------------------------------------------------------------------------------------------
+
+
+def test_delivery_to_mailbox(net: Deployment) -> None:
+    a = account(net)
+    tok = token()
+    send_25(net, address(net, a.login), tok)
+    net.mailbox_has(a.mailbox, tok)
+
+
+@pytest.mark.parametrize("kind", ["alias", "list"])
+def test_alias_and_list_delivery(net: Deployment, kind: str) -> None:
+    rcpt, members = ALIASES[net.variant][kind]
+    tok = token()
+    send_25(net, rcpt.format(fqdn=net.fqdn), tok)
+    for login in members:
+        net.mailbox_has(account(net, login).mailbox, tok)
+
+
+def test_open_relay_refused(net: Deployment) -> None:
+    with smtplib.SMTP(net.fqdn, 25, timeout=30) as s:
+        s.starttls(context=net.tls())
+        s.ehlo("client.test")
+        s.mail("e2e@sender.test")
+        for rcpt in ("someone@sink.test", "someone@foreign.example"):
+            code, msg = s.rcpt(rcpt)
+            assert 500 <= code < 600, (rcpt, code, msg)
+
+
+def test_authenticated_relay_follows_transport(net: Deployment, sink_factory: Any) -> None:
+    sink = sink_factory()
+    tok = token()
+    submit(net, "someone@sink.test", tok)
+    got = sink.wait_for(tok, timeout=90)
+    assert "someone@sink.test" in got.rcpt_to
+
+
+def test_authenticated_relay_is_queued_for_relayhost(net: Deployment) -> None:
+    if net.variant != "saslauthd":
+        pytest.skip("only the saslauthd example has a relayhost")
+    tok = token()
+    rcpt = f"{tok}@foreign.example"
+    submit(net, rcpt, tok)
+    out = net.wait_on_host(f"postqueue -j | grep -F {rcpt}", timeout=60)
+    assert rcpt in out
+
+
+def test_header_checks_warn_is_logged(net: Deployment) -> None:
+    a = account(net)
+    tok = token()
+    send_25(net, address(net, a.login), tok, subject=f"e2e-legal {tok}")
+    net.wait_on_host(f"journalctl -q --no-pager | grep -F 'warning: header Subject: e2e-legal {tok}'")
+
+
+def test_testsaslauthd(dep: Deployment) -> None:
+    if dep.variant != "saslauthd":
+        pytest.skip("saslauthd variant only")
+    a = account(dep)
+    [sock] = [s for s in dep.manifest.sockets if "saslauthd" in s]
+    good = dep.host.run(f"testsaslauthd -f {sock} -u {a.login} -p '{dep.password(a.secret)}'")
+    bad = dep.host.run(f"testsaslauthd -f {sock} -u {a.login} -p wrong")
+    assert 'OK "Success."' in good.stdout, good
+    assert "NO" in bad.stdout, bad
+
+
+# -- IMAP and POP3 ---------------------------------------------------------------------------------------
+
+
+def _delivered(net: Deployment) -> tuple[Any, str]:
+    a = account(net)
+    tok = token()
+    send_25(net, address(net, a.login), tok)
+    net.mailbox_has(a.mailbox, tok)
+    return a, tok
+
+
+def _imap_fetch(imap: imaplib.IMAP4, tok: str) -> None:
+    imap.select("INBOX", readonly=True)
+    typ, data = imap.search(None, "BODY", tok)
+    assert typ == "OK" and data[0].split(), f"{tok} not found over IMAP"
+    typ, msg = imap.fetch(data[0].split()[-1], "(RFC822)")
+    assert typ == "OK" and tok.encode() in msg[0][1]
+
+
+def test_imap_143_starttls_and_993(net: Deployment) -> None:
+    a, tok = _delivered(net)
+    password = net.password(a.secret)
+    imap = imaplib.IMAP4(net.fqdn, 143, timeout=30)
+    try:
+        assert "LOGINDISABLED" in imap.capabilities
+        with pytest.raises(imaplib.IMAP4.error):
+            imap.login(a.login, password)
+        imap.starttls(ssl_context=net.tls())
+        imap.login(a.login, password)
+        _imap_fetch(imap, tok)
+    finally:
+        imap.logout()
+    with imaplib.IMAP4_SSL(net.fqdn, 993, ssl_context=net.tls(), timeout=30) as imap_s:
+        imap_s.login(a.login, password)
+        _imap_fetch(imap_s, tok)
+
+
+def _pop_fetch(pop: poplib.POP3, tok: str) -> None:
+    count, _ = pop.stat()
+    assert count > 0
+    found = any(tok.encode() in b"\n".join(pop.retr(i)[1]) for i in range(count, 0, -1))
+    assert found, f"{tok} not found over POP3"
+
+
+def test_pop3_110_stls_and_995(net: Deployment) -> None:
+    a, tok = _delivered(net)
+    password = net.password(a.secret)
+    pop = poplib.POP3(net.fqdn, 110, timeout=30)
+    try:
+        with pytest.raises(poplib.error_proto):
+            pop.user(a.login)
+            pop.pass_(password)
+    finally:
+        pop.close()
+    pop = poplib.POP3(net.fqdn, 110, timeout=30)
+    try:
+        pop.stls(context=net.tls())
+        pop.user(a.login)
+        pop.pass_(password)
+        _pop_fetch(pop, tok)
+    finally:
+        pop.quit()
+    pop_s = poplib.POP3_SSL(net.fqdn, 995, context=net.tls(), timeout=30)
+    try:
+        pop_s.user(a.login)
+        pop_s.pass_(password)
+        _pop_fetch(pop_s, tok)
+    finally:
+        pop_s.quit()
+
+
+# -- idempotency, then one small change ------------------------------------------------------------------
+
+
+def test_rerun_changes_nothing_then_one_alias_changes_only_aliases(dep: Deployment) -> None:
+    again = dep.deploy()
+    changed = [o["name"] for o in again["operations"] if o["changed"]]
+    assert again["success"], again["_report"]["errors"]
+    assert changed == [], changed
+    assert again["services_reloaded"] == []
+    print(f"\n{dep.variant}: no-change re-run {again['seconds']['total']} s, "
+          f"{again['round_trips']} round trips, {again['commands_executed']} op commands")
+
+    dep.set_extra_aliases({"e2e-new": ["root"]})
+    after = dep.deploy()
+    changed = [o["name"] for o in after["operations"] if o["changed"]]
+    aliases = dep.manifest.distro.aliases_file
+    assert after["success"], after["_report"]["errors"]
+    assert len(changed) == 2, changed
+    assert any(n.endswith(f"file {aliases}") for n in changed), changed
+    assert any(n.endswith(f"postalias hash:{aliases}") or "postalias" in n for n in changed), changed
+    assert after["services_reloaded"] == []
+    dep.wait_on_host(f"postalias -q e2e-new hash:{aliases}", timeout=10)
