@@ -13,6 +13,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pyinfra_mailserver.commands",
     "pyinfra_mailserver.lab.cli",
     "pyinfra_mailserver.deploy_cli",
+    "pyinfra_mailserver.audit_cli",
 )
 
 

@@ -1,0 +1,228 @@
+"""Reaching hosts for drift and audit through pyinfra itself: its inventory loader, --limit, SSH settings.
+
+No second SSH layer: hosts come from `pyinfra_mailserver.inventory` (pyinfra's own loader and group data),
+connections from `host.connect()`, and every command runs as a pyinfra fact, so `_sudo` and the other
+connector arguments of the host data apply exactly as in a deploy. Everything run here is read-only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyinfra.api import FactBase
+
+from pyinfra_mailserver.manifest import Manifest
+from pyinfra_mailserver.report import CheckResult, Severity, Status
+
+MARK = "@@mailserver-section"
+
+
+class Script(FactBase[list[str]]):
+    """Output lines of a read-only shell script whose sections print their own exit status.
+
+    The fact always succeeds (`; true`), so a failing check command is data to judge, not a pyinfra error.
+    """
+
+    @staticmethod
+    def default() -> list[str]:
+        return []
+
+    def command(self, script: str) -> str:
+        return f"{script}\ntrue"
+
+    def process(self, output: list[str]) -> list[str]:
+        return output
+
+
+@dataclass
+class Section:
+    """One command's result inside a batched script."""
+
+    rc: int
+    lines: list[str]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def build_script(commands: dict[str, str]) -> str:
+    """Batch named commands in one round trip; each section's stderr is merged into its output."""
+    parts = []
+    for name, cmd in commands.items():
+        parts.append(f"echo {shlex.quote(MARK + ' ' + name)}; ( {cmd} ) 2>&1; echo \"{MARK}-rc $?\"")
+    return "\n".join(parts)
+
+
+def parse_script(lines: Iterable[str]) -> dict[str, Section]:
+    out: dict[str, Section] = {}
+    current: str | None = None
+    for line in lines:
+        if line.startswith(MARK + " "):
+            current = line[len(MARK) + 1:]
+            out[current] = Section(-1, [])
+        elif line.startswith(MARK + "-rc ") and current is not None:
+            rc = line.split()[-1]
+            out[current].rc = int(rc) if rc.lstrip("-").isdigit() else -1
+            current = None
+        elif current is not None:
+            out[current].lines.append(line)
+    return out
+
+
+@dataclass
+class Target:
+    """One connected host with its validated model and Manifest."""
+
+    name: str
+    host: Any  # pyinfra.api.Host
+    state: Any  # pyinfra.api.State
+    manifest: Manifest
+    data: dict[str, Any] = field(repr=False)
+    secrets_dir: Path
+    inventory_path: str
+
+    @property
+    def address(self) -> str:
+        """Where the controller's probes connect: the SSH address pyinfra uses for this host."""
+        return str(self.data.get("ssh_hostname") or self.name)
+
+    def fact(self, cls: type[FactBase[Any]], **kwargs: Any) -> Any:
+        from pyinfra.context import ctx_host, ctx_state
+
+        with ctx_state.use(self.state), ctx_host.use(self.host):
+            return self.host.get_fact(cls, **kwargs)
+
+    def run(self, commands: dict[str, str]) -> dict[str, Section]:
+        """Run named read-only commands in one round trip; missing sections come back with rc -1."""
+        result = parse_script(self.fact(Script, script=build_script(commands)))
+        for name in commands:
+            result.setdefault(name, Section(-1, ["(no output: the command did not run)"]))
+        return result
+
+
+def _limit(inventory: Any, names: Sequence[str]) -> list[Any] | None:
+    """pyinfra's --limit semantics: host names, group names, or glob patterns; short names allowed."""
+    import fnmatch
+
+    if not names:
+        return None
+    hosts: list[Any] = []
+    for name in names:
+        group = inventory.get_group(name, None)
+        if group:
+            hosts.extend(group)
+            continue
+        match = [h for h in inventory if fnmatch.fnmatch(h.name, name) or h.name.split(".")[0] == name]
+        if not match:
+            raise LookupError(f"no host or group matches --limit {name!r}")
+        hosts.extend(match)
+    return list(dict.fromkeys(hosts))
+
+
+def _family(host: Any, state: Any, server: Any) -> Any:
+    from pyinfra.context import ctx_host, ctx_state
+    from pyinfra.facts.server import LinuxDistribution
+
+    from pyinfra_mailserver import distro
+
+    if server.distro:
+        return server.distro
+    override = host.data.get("mailserver_distro")
+    if override:
+        return distro.Family(override)
+    with ctx_state.use(state), ctx_host.use(host):
+        info = host.get_fact(LinuxDistribution) or {}
+    meta = info.get("release_meta") or {}
+    family = distro.family_from_os_release(meta.get("ID", ""), meta.get("ID_LIKE", ""))
+    if family is None:
+        raise ValueError(f"unsupported distribution {meta.get('PRETTY_NAME') or meta.get('ID')!r}")
+    return family
+
+
+def connect(inventory_path: str, limit: Sequence[str] = (), section: str = "drift",
+            data_override: dict[str, str] | None = None) -> tuple[list[Target], list[CheckResult]]:
+    """Load the inventory, validate each host's data, connect; problems come back as ERROR results.
+
+    A host with invalid data or no connection is reported (exit 2) and the others are still checked, so
+    one broken host does not hide the state of the fleet.
+    """
+    from pyinfra.api import Config, State
+    from pyinfra.api.connect import connect_all
+    from pyinfra.api.exceptions import PyinfraError
+    from pyinfra.context import ctx_state
+    from pyinfra_cli.inventory import make_inventory
+
+    from pyinfra_mailserver import distro, inventory
+    from pyinfra_mailserver.manifest import build_manifest
+    from pyinfra_mailserver.model import ModelError
+
+    path = str(Path(inventory_path).resolve())
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"inventory {inventory_path} does not exist")
+    os.environ.setdefault("MAILSERVER_INVENTORY", path)
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.append(cwd)
+    loader_state = State()
+    loader_state.cwd = cwd
+    with ctx_state.use(loader_state):  # pyinfra's loader records the file it runs on the current state
+        inv = make_inventory(path, override_data=data_override or None, cwd=cwd)
+    limited = _limit(inv, limit)
+    wanted = list(inv) if limited is None else limited
+    problems: list[CheckResult] = []
+    servers: dict[Any, Any] = {}
+    for host in wanted:
+        data = inventory.host_data(host)
+        if inventory.DATA_KEY not in data and not limit:
+            continue  # not a mail host (an inventory may hold others)
+        try:
+            servers[host] = inventory.server_from_data(host.name, data, path)
+        except ModelError as e:
+            problems.append(CheckResult("inventory.data", host.name, Status.ERROR,
+                                        "invalid mailserver data: " + "; ".join(e.problems), Severity.HIGH,
+                                        "fix the inventory data (mailserver render shows the same errors)",
+                                        section=section))
+        except Exception as e:  # secrets missing, unreadable files: still this host only
+            problems.append(CheckResult("inventory.data", host.name, Status.ERROR, f"{type(e).__name__}: {e}",
+                                        Severity.HIGH, section=section))
+    # only hosts with valid data are contacted
+    reachable = [h for h in wanted if h in servers]
+    state = State(check_for_changes=False)
+    state.init(inv, Config(), initial_limit=reachable)
+    if reachable:
+        with contextlib.suppress(PyinfraError):  # "No hosts remaining!": each is reported below
+            connect_all(state)
+    targets: list[Target] = []
+    for host in reachable:
+        if not host.connected:
+            problems.append(CheckResult("host.reachable", host.name, Status.ERROR,
+                                        f"cannot connect to {host.data.get('ssh_hostname') or host.name}",
+                                        Severity.CRITICAL, "check the host is up and the SSH settings",
+                                        section=section))
+            continue
+        data = inventory.host_data(host)
+        server = servers[host]
+        try:
+            manifest = build_manifest(server, distro.get(_family(host, state, server)))
+        except Exception as e:
+            problems.append(CheckResult("inventory.data", host.name, Status.ERROR,
+                                        f"cannot build the manifest: {type(e).__name__}: {e}",
+                                        Severity.HIGH, section=section))
+            continue
+        targets.append(Target(host.name, host, state, manifest, data,
+                              inventory.secrets_dir_for(data, path), path))
+    return targets, problems
+
+
+def disconnect(targets: Sequence[Target]) -> None:
+    for t in targets:
+        with contextlib.suppress(Exception):  # a dropped connection at the end changes no result
+            t.host.disconnect()
