@@ -78,6 +78,18 @@ def virt(**changes: Any) -> dict[str, Any]:
 
 BAD: list[tuple[str, dict[str, Any], str, str]] = [
     (
+        "postfix-extra-overrides-managed",
+        {"postfix_extra": {"smtpd_tls_auth_only": "no"}},
+        "postfix_extra['smtpd_tls_auth_only']",
+        "managed by the model",
+    ),
+    (
+        "mailbox-smaller-than-message",
+        {"identity": {"mailbox_size_limit": 1024000, "message_size_limit": 2048000}},
+        "identity.mailbox_size_limit",
+        "message_size_limit",
+    ),
+    (
         "hostname-unicode-lookalike",
         {"identity": {"myhostname": "mx1.exаmple.org"}},
         "identity.myhostname",

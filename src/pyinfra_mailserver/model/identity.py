@@ -47,7 +47,7 @@ class Identity(Strict):
     @field_validator("myorigin")
     @classmethod
     def _origin(cls, v: str) -> str:
-        if v in {"$myhostname", "$mydomain"}:
+        if v in {"$myhostname", "$mydomain", "/etc/mailname"}:
             return v
         return check_domain(v, what="myorigin")
 

@@ -27,6 +27,65 @@ from pyinfra_mailserver.model.tls import Tls
 from pyinfra_mailserver.model.virtual import Virtual
 
 CROSS_ERROR = "cross_field"
+# main.cf parameters the templates write: postfix_extra may not override them (one source of truth; the
+# model's checks would be bypassed). tests/unit keep this list in step with templates/postfix/main.cf.j2.
+MANAGED_PARAMS = frozenset(
+    [
+        "compatibility_level",
+        "myhostname",
+        "mydomain",
+        "myorigin",
+        "mydestination",
+        "inet_interfaces",
+        "inet_protocols",
+        "mynetworks",
+        "mynetworks_style",
+        "recipient_delimiter",
+        "mailbox_size_limit",
+        "message_size_limit",
+        "smtpd_banner",
+        "biff",
+        "append_dot_mydomain",
+        "readme_directory",
+        "alias_maps",
+        "alias_database",
+        "home_mailbox",
+        "mailbox_command",
+        "relayhost",
+        "transport_maps",
+        "smtp_sasl_auth_enable",
+        "smtp_sasl_password_maps",
+        "smtp_sasl_security_options",
+        "smtp_sasl_tls_security_options",
+        "virtual_mailbox_domains",
+        "virtual_mailbox_maps",
+        "virtual_alias_domains",
+        "virtual_alias_maps",
+        "virtual_transport",
+        "header_checks",
+        "disable_vrfy_command",
+        "smtpd_helo_required",
+        "smtpd_relay_restrictions",
+        "smtpd_sasl_type",
+        "smtpd_sasl_path",
+        "smtpd_sasl_security_options",
+        "smtpd_sasl_tls_security_options",
+        "broken_sasl_auth_clients",
+        "smtpd_sasl_auth_enable",
+        "smtpd_tls_cert_file",
+        "smtpd_tls_key_file",
+        "smtpd_tls_security_level",
+        "smtpd_tls_auth_only",
+        "smtpd_tls_protocols",
+        "smtpd_tls_mandatory_protocols",
+        "smtpd_tls_loglevel",
+        "smtpd_tls_received_header",
+        "smtp_tls_security_level",
+        "smtp_tls_protocols",
+        "smtp_tls_mandatory_protocols",
+        "smtp_tls_loglevel",
+    ]
+)
 # the queue directory = chroot of every supported family (Postfix resolves private/... against it)
 CHROOT_DIRS = sorted({d.postfix_chroot_dir for d in DISTROS.values()})
 
@@ -272,7 +331,7 @@ class MailServer(Strict):
                         )
                     )
         if "postmaster" not in self.aliases and "postmaster" not in known:
-            p.append(("aliases", "no 'postmaster' — RFC 5321 requires one: add \"postmaster\": [\"root\"]"))
+            p.append(("aliases", 'no \'postmaster\' — RFC 5321 requires one: add "postmaster": ["root"]'))
         for cyc in find_cycles(alias_edges):
             p.append((f"aliases{_q(cyc[0])}", "alias loop " + " -> ".join(cyc) + " — break the cycle"))
 
@@ -373,6 +432,24 @@ class MailServer(Strict):
                 )
             else:
                 used[port] = name
+
+        for key in self.postfix_extra:
+            if key in MANAGED_PARAMS:
+                p.append(
+                    (
+                        f"postfix_extra{_q(key)}",
+                        f"{key} is managed by the model — set it through its "
+                        "section (see `mailserver schema`), not postfix_extra",
+                    )
+                )
+        if 0 < ident.mailbox_size_limit < ident.message_size_limit:
+            p.append(
+                (
+                    "identity.mailbox_size_limit",
+                    "smaller than message_size_limit: Postfix refuses to "
+                    "start — raise it or use 0 (unlimited)",
+                )
+            )
 
         # --- relay
         r = self.relay
