@@ -34,6 +34,7 @@ class ProbeAccount:
 
     user: str
     password: str
+    services: tuple[str, ...] = ("smtp-auth", "imap", "pop3")  # what the login must work for
 
     def __repr__(self) -> str:
         return f"ProbeAccount(user={self.user!r}, password='***')"
@@ -171,7 +172,7 @@ def probe_smtp(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
                    f"{label}: VRFY answered {code} (address harvesting)",
                    ok_message=f"{label}: VRFY disabled ({code})", severity=Severity.LOW,
                    fix="set disable_vrfy_command = yes")
-        if port.auth != "none" and t.account is not None and auth_now:
+        if port.auth != "none" and t.account is not None and "smtp-auth" in t.account.services and auth_now:
             try:
                 session.s.login(t.account.user, t.account.password)
                 checks.passed(f"smtp.login[{n}]", f"{label}: AUTH as {t.account.user} works")
@@ -221,10 +222,10 @@ def probe_imap(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
             checks.add(f"imap.starttls[{n}]", has, f"{label}: STARTTLS not offered",
                        ok_message=f"{label}: STARTTLS offered", severity=Severity.HIGH,
                        fix="ssl = required with ssl_cert/ssl_key in Dovecot")
-            if has and t.account is not None:
+            if has and t.account is not None and "imap" in t.account.services:
                 m.starttls(ssl_context=_sni(ctx, t))
                 secured = True
-        if t.account is not None and secured:
+        if t.account is not None and "imap" in t.account.services and secured:
             try:
                 m.login(t.account.user, t.account.password)
                 checks.passed(f"imap.login[{n}]", f"{label}: login as {t.account.user} works")
@@ -271,14 +272,14 @@ def probe_pop3(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
             checks.add(f"pop3.starttls[{n}]", has, f"{label}: STLS not offered",
                        ok_message=f"{label}: STLS offered", severity=Severity.HIGH,
                        fix="ssl = required with ssl_cert/ssl_key in Dovecot")
-            if not has or t.account is None:
+            if not has or t.account is None or "pop3" not in t.account.services:
                 return
             # the USER above may have left the session in a state where STLS is refused: reconnect
             with contextlib.suppress(Exception):
                 p.quit()
             p = poplib.POP3(t.address, n, timeout=t.timeout)
             p.stls(context=_sni(ctx, t))
-        if t.account is not None:
+        if t.account is not None and "pop3" in t.account.services:
             try:
                 p.user(t.account.user)
                 p.pass_(t.account.password)
