@@ -6,12 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from mailserver_testdata import EXAMPLE
 
 from pyinfra_mailserver import secretstore
 from pyinfra_mailserver.inventory import secret_refs
-
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "inventories" / "example.py"
 
 
 @pytest.fixture(scope="session")
@@ -32,13 +30,3 @@ def example_secrets(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def secrets_env(example_secrets: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv(secretstore.ENV_DIR, str(example_secrets))
     yield example_secrets
-
-
-def write_inventory(root: Path, groups: dict[str, list[str]], data: dict[str, dict]) -> Path:
-    """A small pyinfra inventory: `inv.py` with groups, and group_data/<group>.py = {"mailserver": ...}."""
-    inv = root / "inv"
-    (inv / "group_data").mkdir(parents=True, exist_ok=True)
-    (inv / "inv.py").write_text("".join(f"{g} = {hosts!r}\n" for g, hosts in groups.items()))
-    for group, d in data.items():
-        (inv / "group_data" / f"{group}.py").write_text(f"mailserver = {d!r}\n")
-    return inv / "inv.py"

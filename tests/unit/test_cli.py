@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from mailserver_testdata import EXAMPLE, REPO, write_inventory
 
 from pyinfra_mailserver import secretstore
 from pyinfra_mailserver.cli import main
-from tests.unit.conftest import EXAMPLE, REPO, write_inventory
 
 
 def _files(root: Path) -> dict[str, str]:

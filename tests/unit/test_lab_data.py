@@ -7,10 +7,11 @@ import ipaddress
 import shutil
 from pathlib import Path
 
+from mailserver_testdata import EXAMPLE, REPO
+
 from pyinfra_mailserver import secretstore
 from pyinfra_mailserver.inventory import load_hosts, secret_refs
 from pyinfra_mailserver.model.server import MANAGED_PARAMS
-from tests.unit.conftest import EXAMPLE, REPO
 
 CONTROLLER = ipaddress.ip_address("10.213.0.1")
 

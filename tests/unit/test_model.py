@@ -8,14 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mailserver_testdata import ARGON, CRYPT, EXAMPLE, write_inventory
 
 from pyinfra_mailserver import secretstore
 from pyinfra_mailserver.inventory import load_hosts
 from pyinfra_mailserver.model import MailServer, ModelError, validate_server
-from tests.unit.conftest import EXAMPLE, write_inventory
-
-ARGON = secretstore.hash_password("correct horse", "argon2id")
-CRYPT = secretstore.hash_password("correct horse", "sha512-crypt")
 
 
 def test_example_inventory_validates(secrets_env: Path) -> None:

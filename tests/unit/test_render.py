@@ -8,6 +8,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mailserver_testdata import ARGON, CRYPT, EXAMPLE
 
 from pyinfra_mailserver import distro
 from pyinfra_mailserver.inventory import load_hosts
@@ -15,8 +16,6 @@ from pyinfra_mailserver.manifest import build_manifest
 from pyinfra_mailserver.model import validate_server
 from pyinfra_mailserver.render import parse_main_cf, write_tree
 from pyinfra_mailserver.render.plan import HEADER
-from tests.unit.conftest import EXAMPLE
-from tests.unit.test_model import ARGON, CRYPT
 
 LOCAL = st.from_regex(r"[a-z][a-z0-9]{0,6}(\.[a-z0-9]{1,4})?", fullmatch=True)
 DOMAINS = ["example.net", "example.com", "hosted.example.org"]

@@ -6,12 +6,11 @@ import stat
 from pathlib import Path
 
 import pytest
+from mailserver_testdata import ARGON, CRYPT, EXAMPLE, write_inventory
 
 from pyinfra_mailserver import secretstore
 from pyinfra_mailserver.inventory import load_hosts
 from pyinfra_mailserver.model import ModelError, validate_server
-from tests.unit.conftest import EXAMPLE, write_inventory
-from tests.unit.test_model import ARGON, CRYPT
 
 
 def _all_secret_values(directory: Path) -> list[str]:
