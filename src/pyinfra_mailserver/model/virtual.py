@@ -81,7 +81,15 @@ class Vmail(Strict):
 
 
 class Virtual(Strict):
-    """Virtual mailbox domains, their mailboxes and aliases; delivered by Dovecot LMTP."""
+    """Virtual mailbox domains, their mailboxes and aliases; delivered by Dovecot LMTP.
+
+    Why LMTP rather than Postfix's `virtual` transport (the reference's choice): Dovecot then is the only
+    writer of the mailboxes, so its indexes stay consistent and the optional per-mailbox `quota` is
+    enforced at delivery (Postfix's virtual agent knows nothing of Dovecot quotas, so a quota would only
+    be cosmetic). Postfix still checks recipients against virtual_mailbox_maps (vmailbox), so unknown
+    addresses are refused during the SMTP session; the socket is private/dovecot-lmtp in Postfix's queue
+    directory, reachable from the chroot. The cost is one more Dovecot service (the lmtp package).
+    """
 
     domains: list[Domain] = Field(
         min_length=1, description="virtual_mailbox_domains (never in mydestination)."
