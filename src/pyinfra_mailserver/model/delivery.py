@@ -33,7 +33,7 @@ class SystemUser(Strict):
     password: CryptHash = Field(description="'$6$...' or {\"secret\": NAME}; never plaintext.")
     _secret_name: str | None = PrivateAttr(default=None)
 
-    @model_validator(mode="wrap")
+    @model_validator(mode="wrap")  # type: ignore[misc]
     @classmethod
     def _remember_secret(cls, data: object, handler: ValidatorFunctionWrapHandler) -> object:
         obj = handler(data)

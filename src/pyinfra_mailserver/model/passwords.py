@@ -173,6 +173,6 @@ def secret_name_of(data: Any) -> str | None:
     """The NAME of a `{"secret": NAME}` password in raw data (kept so tests know which login to use)."""
     if isinstance(data, dict):
         pw = data.get("password")
-        if secretstore.is_ref(pw):
+        if isinstance(pw, dict) and secretstore.is_ref(pw):
             return str(pw["secret"])
     return None

@@ -9,7 +9,8 @@ from pydantic import Field, field_validator
 
 from pyinfra_mailserver.model.common import Strict, err
 
-MECHS = ("plain", "login")
+Mech = Literal["plain", "login"]
+MECHS: tuple[Mech, ...] = ("plain", "login")
 
 
 class Saslauthd(Strict):
@@ -40,7 +41,7 @@ class Sasl(Strict):
     """Which SASL server Postfix asks; AUTH is offered only on the services that enable it."""
 
     backend: Literal["saslauthd", "dovecot"]
-    mech_list: list[Literal["plain", "login"]] = Field(
+    mech_list: list[Mech] = Field(
         default_factory=lambda: list(MECHS), description="Offered only over TLS (smtpd_tls_auth_only)."
     )
     saslauthd: Saslauthd | None = Field(default=None, description="Options of the saslauthd backend.")
@@ -52,7 +53,7 @@ class Sasl(Strict):
 
     @field_validator("mech_list")
     @classmethod
-    def _mechs(cls, v: list[str]) -> list[str]:
+    def _mechs(cls, v: list[Mech]) -> list[Mech]:
         if not v:
             raise err("mech", "mech_list is empty — use ['plain', 'login']")
         return list(dict.fromkeys(v))

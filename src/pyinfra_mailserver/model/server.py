@@ -394,8 +394,8 @@ class MailServer(Strict):
                     )
 
         # --- TLS
-        t = self.tls
-        if not t.enabled and auth_services:
+        tls = self.tls
+        if not tls.enabled and auth_services:
             p.append(
                 (
                     "tls.enabled",
@@ -403,18 +403,18 @@ class MailServer(Strict):
                     "would cross the network in clear; enable TLS",
                 )
             )
-        if not t.enabled and self.services.smtps.enabled:
+        if not tls.enabled and self.services.smtps.enabled:
             p.append(("services.smtps.enabled", "smtps is implicit TLS — disable it or enable TLS"))
-        if not t.enabled and (
+        if not tls.enabled and (
             self.services.imaps.enabled or self.services.pop3s.enabled or self.services.dovecot_protocols()
         ):
             p.append(("tls.enabled", "Dovecot logins need TLS — enable TLS or disable imap/pop3"))
-        if t.mode == "files":
-            if not t.cert:
+        if tls.mode == "files":
+            if not tls.cert:
                 p.append(("tls.cert", "mode 'files' needs the certificate path"))
-            if not t.key:
+            if not tls.key:
                 p.append(("tls.key", "mode 'files' needs the private key path"))
-        elif t.cert or t.key or t.ca:
+        elif tls.cert or tls.key or tls.ca:
             p.append(
                 ("tls.mode", "cert/key/ca are only used with mode 'files' — set mode: files or remove them")
             )

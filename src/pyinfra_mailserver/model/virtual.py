@@ -21,7 +21,7 @@ class Mailbox(Strict):
     password: DovecotHash = Field(description='{ARGON2ID}/{SHA512-CRYPT} hash or {"secret": NAME}.')
     _secret_name: str | None = PrivateAttr(default=None)
 
-    @model_validator(mode="wrap")
+    @model_validator(mode="wrap")  # type: ignore[misc]
     @classmethod
     def _remember_secret(cls, data: object, handler: ValidatorFunctionWrapHandler) -> object:
         obj = handler(data)

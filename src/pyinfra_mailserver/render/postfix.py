@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pyinfra_mailserver.manifest import ManagedFile, PostfixMap
+from pyinfra_mailserver.manifest import ManagedFile, PostfixMap, ServiceName
 from pyinfra_mailserver.render.plan import Plan
 from pyinfra_mailserver.render.templating import render
 
-RELOAD = ("postfix",)
+RELOAD: tuple[ServiceName, ...] = ("postfix",)
 
 
 def _file(
