@@ -57,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     a.add_argument("--dns-resolver", metavar="IP", default=None,
                    help="DNS server for the DNS section (default: host data mailserver_audit.dns_resolver; "
                    "without one the DNS checks are skipped)")
+    a.add_argument("--log-since", metavar="WHEN", default=None,
+                   help="mail log window, journalctl --since syntax (-24h, @EPOCH, 'YYYY-MM-DD HH:MM'); "
+                   "default: host data mailserver_audit.log_window, else -24h")
     a.add_argument("--timeout", type=float, default=10.0, help="seconds per network operation (default 10)")
     a.set_defaults(func=run_audit)
 
@@ -110,5 +113,6 @@ def run_audit(args: argparse.Namespace) -> int:
     from pyinfra_mailserver.audit import checks
 
     options = checks.AuditOptions(ca_file=args.ca, probes=not args.no_probes, inside=not args.no_inside,
-                                  dns_resolver=args.dns_resolver, timeout=args.timeout)
+                                  dns_resolver=args.dns_resolver, timeout=args.timeout,
+                                  log_since=args.log_since)
     return _run(args, "audit", lambda targets: checks.run_all(targets, options))

@@ -176,6 +176,7 @@ def print_table(results: Sequence[CheckResult], command: str, file: IO[str] | No
     """The human view: one row per check, findings with their fix, then diffs, then the counts."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console(file=file, soft_wrap=False, highlight=False)
     if not console.is_terminal:  # CI logs: wide rows beat folded ones
@@ -186,14 +187,14 @@ def print_table(results: Sequence[CheckResult], command: str, file: IO[str] | No
     for r in results:
         if r.status is Status.PASS and not show_passed:
             continue
-        style = _STYLE[r.status]
-        table.add_row(r.host, r.id, f"[{style}]{r.status}[/{style}]",
-                      str(r.severity) if r.status is Status.FAIL else "", r.message, r.fix, style=None)
+        # Text, not markup: ids like drift.file[/etc/postfix/main.cf] would read as closing tags
+        table.add_row(Text(r.host), Text(r.id), Text(str(r.status), style=_STYLE[r.status]),
+                      Text(str(r.severity) if r.status is Status.FAIL else ""), Text(r.message), Text(r.fix))
     console.print(table)
     if show_detail:
         for r in results:
             if r.status is Status.FAIL and r.detail:
-                console.rule(f"{r.host} {r.id}")
+                console.rule(Text(f"{r.host} {r.id}"))
                 console.print(r.detail, markup=False)
     counts = summary(results)
     console.print(", ".join(f"{v} {k}" for k, v in counts.items()) + f" — exit {exit_code(results)}")

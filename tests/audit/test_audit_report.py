@@ -77,3 +77,23 @@ def test_table_lists_skips_and_fix() -> None:
     print_table(_sample(), "audit", file=buf)
     out = buf.getvalue()
     assert "skip" in out and "remove foreign networks" in out and "exit 1" in out
+
+
+def test_table_shows_bracketed_ids_and_diffs_literally() -> None:
+    c = CheckSet("mx1", "drift")
+    c.fail("drift.file[/etc/postfix/main.cf]", "content differs [/etc/x]", detail="-a = [b]\n+a = [/c]")
+    buf = io.StringIO()
+    print_table(c.results, "drift", file=buf)
+    out = buf.getvalue()
+    assert "drift.file[/etc/postfix/main.cf]" in out and "+a = [/c]" in out
+
+
+def test_script_sections_parse_output_without_final_newline() -> None:
+    from pyinfra_mailserver.audit.remote import MARK, build_script, parse_script
+
+    script = build_script({"a": "echo hi", "b": "printf x"})
+    assert "echo hi" in script and "printf x" in script
+    lines = [f"{MARK} a", "hi", f"{MARK}-rc 0", f"{MARK} b", f"x{MARK}-rc 3"]
+    got = parse_script(lines)
+    assert got["a"].rc == 0 and got["a"].lines == ["hi"]
+    assert got["b"].rc == 3 and got["b"].lines == ["x"]

@@ -65,6 +65,10 @@ def parse_script(lines: Iterable[str]) -> dict[str, Section]:
     out: dict[str, Section] = {}
     current: str | None = None
     for line in lines:
+        head, sep, tail = line.partition(MARK + "-rc ")
+        if sep and head and current is not None:  # output without a final newline: the mark follows it
+            out[current].lines.append(head)
+            line = sep + tail
         if line.startswith(MARK + " "):
             current = line[len(MARK) + 1:]
             out[current] = Section(-1, [])
