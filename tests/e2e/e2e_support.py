@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import runpy
 import socket
 import ssl
 import subprocess
@@ -21,9 +22,10 @@ from typing import Any
 
 import pytest
 
-from pyinfra_mailserver.inventory import load_hosts
+from pyinfra_mailserver import distro
 from pyinfra_mailserver.lab.state import inventory_hosts, load
-from pyinfra_mailserver.manifest import Manifest
+from pyinfra_mailserver.manifest import Manifest, build_manifest
+from pyinfra_mailserver.model import validate_server
 
 REPO = Path(__file__).resolve().parents[2]
 MAILSERVER = str(Path(sys.executable).parent / "mailserver")
@@ -119,6 +121,16 @@ class Deployment:
         return self.wait_on_host(f"grep -rlF {token} {mailbox}", timeout=timeout)
 
 
+def manifest_of(group_file: Path, fqdn: str, secrets_dir: Path) -> Manifest:
+    """The host's manifest, built from the group data file directly.
+
+    Not through pyinfra's inventory loader: importing `pyinfra_cli` monkey-patches this test process
+    with gevent (and breaks the lab's subprocess calls), so the tests read the model without it.
+    """
+    data = runpy.run_path(str(group_file))["mailserver"]
+    return build_manifest(validate_server(data, hostname=fqdn, secrets_dir=secrets_dir), distro.DEBIAN)
+
+
 def deploy_fresh(lab: Any, variant: str, tmp: Path) -> Deployment:
     [host] = lab.up(1, variant=variant)
     st = load(lab.state_dir)
@@ -136,10 +148,9 @@ def deploy_fresh(lab: Any, variant: str, tmp: Path) -> Deployment:
         check=False, cwd=REPO,
     )
     assert r.returncode == 0, r.stdout + r.stderr
-    [cfg] = load_hosts(inventory)
     dep = Deployment(
         variant, host, env, inventory, group_file, st.bridge_ip, Path(st.secrets_dir), {}, 0.0,
-        cfg.manifest(),
+        manifest_of(group_file, host.fqdn, Path(st.secrets_dir)),
     )
     started = time.monotonic()
     dep.first = dep.deploy()
@@ -149,14 +160,19 @@ def deploy_fresh(lab: Any, variant: str, tmp: Path) -> Deployment:
 
 @contextlib.contextmanager
 def resolving(fqdn: str, ip: str) -> Iterator[None]:
-    """Make `fqdn` resolve to `ip` in this process, so clients connect by name and TLS checks that name."""
-    real = socket.getaddrinfo
+    """Make clients that connect to `fqdn` reach `ip`, while TLS still checks the name `fqdn`.
 
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        return real(ip if host == fqdn else host, *args, **kwargs)
+    smtplib, imaplib and poplib all open their sockets with `socket.create_connection`, so that is the
+    one place to redirect (the controller has no DNS for lab names, and gevent may own getaddrinfo).
+    """
+    real = socket.create_connection
 
-    socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]
+    def create_connection(address: Any, *args: Any, **kwargs: Any) -> Any:
+        host, port = address[0], address[1]
+        return real((ip if host == fqdn else host, port), *args, **kwargs)
+
+    socket.create_connection = create_connection  # type: ignore[assignment]
     try:
         yield
     finally:
-        socket.getaddrinfo = real  # type: ignore[assignment]
+        socket.create_connection = real  # type: ignore[assignment]
