@@ -75,6 +75,17 @@ def virt(**changes: Any) -> dict[str, Any]:
 
 BAD: list[tuple[str, dict[str, Any], str, str]] = [
     (
+        "relay-secret-too-short",
+        {
+            "relay": {
+                "relayhost": "[smtp.example.net]:587",
+                "credentials": {"username": "u", "password": {"secret": "short"}},
+            }
+        },
+        "relay.credentials.password",
+        "8 characters",
+    ),
+    (
         "postfix-extra-overrides-managed",
         {"postfix_extra": {"smtpd_tls_auth_only": "no"}},
         "postfix_extra['smtpd_tls_auth_only']",
@@ -292,7 +303,8 @@ def test_bad_input_is_refused_naming_the_field(
 ) -> None:
     directory = tmp_path / "secrets"
     secretstore.ensure_dir(directory)
-    secretstore.write(directory, "r", "relay-pass")
+    secretstore.write(directory, "r", "relay-password")
+    secretstore.write(directory, "short", "abc")
     with pytest.raises(ModelError) as exc:
         validate_server(data, hostname="mx.example.org", secrets_dir=directory)
     problems = exc.value.problems

@@ -136,6 +136,11 @@ def _plain_secret(value: Any, info: ValidationInfo) -> SecretStr:
             "`mailserver secrets set NAME`",
         )
     text = _resolve(value, info, "plain")
+    if isinstance(text, SecretStr):
+        return text
+    if len(text) < 8 or "\n" in text:
+        # short values are weak, and would be masked everywhere they occur in reports
+        raise err("secret_weak", "the stored credential must be one line of at least 8 characters")
     return SecretStr(text)
 
 
