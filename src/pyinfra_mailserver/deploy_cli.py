@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         level=logging.WARNING if args.json and not args.verbose else logging.INFO,
         format="%(message)s",
     )
+    logging.getLogger("paramiko").setLevel(logging.WARNING)
     errors = _ErrorLog()
     logging.getLogger("pyinfra").addHandler(errors)
 
@@ -202,6 +203,10 @@ def run(args: argparse.Namespace) -> int:
         print()
     else:
         for r in results:
+            if args.dry:
+                for o in r["operations"]:
+                    if o["changed"]:
+                        print(f"{r['host']}: would change: {o['name']}")
             mark = "ok" if r["success"] else "FAILED"
             print(
                 f"{r['host']}: {mark}, {r['changed']} of {len(r['operations'])} operations changed, "

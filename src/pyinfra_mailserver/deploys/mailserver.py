@@ -46,8 +46,10 @@ def inventory_path() -> str | None:
     env = os.environ.get("MAILSERVER_INVENTORY")
     if env:
         return env
-    if pyinfra.is_cli and len(sys.argv) > 1 and Path(sys.argv[1]).is_file():
-        return str(Path(sys.argv[1]).resolve())
+    if pyinfra.is_cli:  # `pyinfra [OPTIONS] INVENTORY DEPLOY...`: the first positional file
+        for arg in sys.argv[1:]:
+            if not arg.startswith("-") and Path(arg).is_file():
+                return str(Path(arg).resolve())
     return None
 
 

@@ -140,13 +140,14 @@ def _mask(text: str, secrets: tuple[str, ...]) -> str:
     return text
 
 
-def _log_diff(path: str, old: list[str] | None, new: str, secret: bool, secrets: tuple[str, ...]) -> None:
-    verb = "create" if old is None else "modify"
-    host.log(f"Will {verb} {path}", logger.info)
+def _log_diff(
+    path: str, exists: bool, old: list[str], new: str, secret: bool, secrets: tuple[str, ...]
+) -> None:
+    host.log(f"Will {'modify' if exists else 'create'} {path}", logger.info)
     if secret:
         logger.info("  (secret content: diff masked, %d lines)", len(new.splitlines()))
         return
-    before = [_mask(line, secrets) + "\n" for line in (old or [])]
+    before = [_mask(line, secrets) + "\n" for line in old]
     after = [_mask(line, secrets) + "\n" for line in new.splitlines()]
     for line in difflib.unified_diff(before, after, "live", "new", n=1):
         logger.info("  %s", line.rstrip("\n"))
@@ -200,10 +201,10 @@ def managed_file(file: ManagedFile, staged: bool = False, secrets: tuple[str, ..
         return
 
     if state.config.DIFF:
-        old = None
+        old: list[str] = []
         if current is not None and not file.secret:
             old = host.get_fact(FileContents, path=file.path) or []
-        _log_diff(file.path, old if current is not None else None, file.content, file.secret, secrets)
+        _log_diff(file.path, current is not None, old, file.content, file.secret, secrets)
 
     target = staged_path(file.path)
     yield StringCommand(f"umask 077 && mkdir -p {shlex.quote(posixpath.dirname(target))}")
