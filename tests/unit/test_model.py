@@ -403,3 +403,26 @@ def test_schema_has_every_section() -> None:
         "distro",
     ):
         assert key in schema["properties"]
+
+
+def test_field_and_cross_section_problems_are_listed_together() -> None:
+    data = {
+        "identity": {"mynetworks": ["10.0.0.1/8"]},  # field problem
+        "tls": {"enabled": "maybe"},  # field problem: the TLS checks are skipped, not guessed
+        **virt(
+            mailboxes=[
+                {"address": "a@example.net", "password": ARGON},
+                {"address": "a@example.net", "password": ARGON},
+            ]
+        ),  # cross problem
+        "services": {"smtps": {"port": 25}},  # cross problem
+    }
+    with pytest.raises(ModelError) as exc:
+        validate_server(data, hostname="mx.example.org")
+    paths = [p.split(":")[0] for p in exc.value.problems]
+    assert paths == [
+        "identity.mynetworks[0]",
+        "tls.enabled",
+        "virtual.mailboxes[1].address",
+        "services.smtps.port",
+    ]

@@ -72,8 +72,23 @@ def validate_server(
         raise ModelError(
             hostname, ["mailserver: host data `mailserver` must be a dict (see inventories/example.py)"]
         )
-    context = {"inventory_hostname": hostname, "secrets_dir": Path(secrets_dir) if secrets_dir else None}
+    context: dict[str, Any] = {
+        "inventory_hostname": hostname,
+        "secrets_dir": Path(secrets_dir) if secrets_dir else None,
+    }
     try:
         return MailServer.model_validate(data, context=context)
     except ValidationError as exc:
-        raise ModelError(hostname, format_errors(exc)) from None
+        problems = format_errors(exc)
+        bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
+    # Cross-section checks need valid sections. So that one run lists every problem, validate again
+    # without the sections that failed (their defaults stand in) and with the checks that read them
+    # skipped, and add what that run finds.
+    if bad and len(bad) < len(data):
+        partial = {k: v for k, v in data.items() if k not in bad}
+        again = {**context, "skip_sections": frozenset(bad), "auto_source": data}
+        try:
+            MailServer.model_validate(partial, context=again)
+        except ValidationError as exc2:
+            problems += [p for p in format_errors(exc2) if p not in problems]
+    raise ModelError(hostname, problems)

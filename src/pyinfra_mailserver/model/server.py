@@ -145,11 +145,13 @@ class MailServer(Strict):
         services = data.get("services", {})
         if isinstance(services, dict):
             services = dict(services)
-            local = data.get("local") if isinstance(data.get("local"), dict) else {}
-            has_users = bool(data.get("virtual")) or bool((local or {}).get("users"))
+            # decided on the whole data even when a re-validation left invalid sections out
+            src = (info.context or {}).get("auto_source", data)
+            local = src.get("local") if isinstance(src.get("local"), dict) else {}
+            has_users = bool(src.get("virtual")) or bool((local or {}).get("users"))
             auto = {
-                "submission": data.get("sasl") is not None,
-                "smtps": data.get("sasl") is not None,
+                "submission": src.get("sasl") is not None,
+                "smtps": src.get("sasl") is not None,
                 "imap": has_users,
                 "imaps": has_users,
                 "pop3s": has_users,
@@ -177,282 +179,321 @@ class MailServer(Strict):
 
     # ---- cross-section checks ---------------------------------------------------------------------------
     @model_validator(mode="after")
-    def _cross(self) -> MailServer:
-        problems = self.cross_problems()
+    def _cross(self, info: ValidationInfo) -> MailServer:
+        problems = self.cross_problems(frozenset((info.context or {}).get("skip_sections", ())))
         if problems:
             raise PydanticCustomError(CROSS_ERROR, "\n".join(f"{p}: {m}" for p, m in problems))
         return self
 
-    def cross_problems(self) -> list[tuple[str, str]]:
+    def cross_problems(self, skip: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+        """Problems between sections. `skip` names sections that failed their own validation (their
+        defaults stand in for them): checks reading them are skipped, so every check that can run does,
+        and no problem is reported from a stand-in value."""
         p: list[tuple[str, str]] = []
-        ident = self.identity
-        if ident.myhostname is None:
-            p.append(
-                (
-                    "identity.myhostname",
-                    "not set and the inventory host name is not an FQDN — set identity.myhostname "
-                    "(e.g. mx1.example.org) or name the host by its FQDN in the inventory",
-                )
-            )
-        if ident.mydomain is None and ident.myhostname is not None:
-            p.append(("identity.mydomain", "cannot be derived from myhostname — set identity.mydomain"))
-        if ident.mynetworks is None and ident.mynetworks_style is None:
-            p.append(("identity.mynetworks", "set mynetworks (CIDRs) or mynetworks_style ('host')"))
-        if ident.mynetworks is not None and ident.mynetworks_style is not None:
-            p.append(("identity.mynetworks_style", "ignored by Postfix when mynetworks is set — remove one"))
-        for i, net in enumerate(ident.mynetworks or []):
-            n = ipaddress.ip_network(net.replace("[", "").replace("]", ""))
-            if (n.version == 4 and n.prefixlen < 8) or (n.version == 6 and n.prefixlen < 16):
+
+        def ok(*sections: str) -> bool:
+            return not (skip & set(sections))
+
+        if ok("identity"):
+            ident = self.identity
+            if ident.myhostname is None:
                 p.append(
                     (
-                        f"identity.mynetworks[{i}]",
-                        f"{net} trusts a huge part of the Internet (open relay) "
-                        "— list only your own networks",
+                        "identity.myhostname",
+                        "not set and the inventory host name is not an FQDN — set identity.myhostname "
+                        "(e.g. mx1.example.org) or name the host by its FQDN in the inventory",
                     )
                 )
-        if ident.mynetworks_style == "class":
-            p.append(("identity.mynetworks_style", "'class' trusts a whole class A/B/C network — use 'host'"))
+            if ident.mydomain is None and ident.myhostname is not None:
+                p.append(("identity.mydomain", "cannot be derived from myhostname — set identity.mydomain"))
+            if ident.mynetworks is None and ident.mynetworks_style is None:
+                p.append(("identity.mynetworks", "set mynetworks (CIDRs) or mynetworks_style ('host')"))
+            if ident.mynetworks is not None and ident.mynetworks_style is not None:
+                p.append(
+                    ("identity.mynetworks_style", "ignored by Postfix when mynetworks is set — remove one")
+                )
+            for i, net in enumerate(ident.mynetworks or []):
+                n = ipaddress.ip_network(net.replace("[", "").replace("]", ""))
+                if (n.version == 4 and n.prefixlen < 8) or (n.version == 6 and n.prefixlen < 16):
+                    p.append(
+                        (
+                            f"identity.mynetworks[{i}]",
+                            f"{net} trusts a huge part of the Internet (open relay) "
+                            "— list only your own networks",
+                        )
+                    )
+            if ident.mynetworks_style == "class":
+                p.append(
+                    ("identity.mynetworks_style", "'class' trusts a whole class A/B/C network — use 'host'")
+                )
 
-        # --- virtual hosting
-        dests = set(ident.destinations()) if ident.myhostname and ident.mydomain else set()
-        v = self.virtual
-        if v is not None:
-            for i, d in enumerate(v.domains):
-                if d in dests:
+        if ok("virtual"):
+            # --- virtual hosting
+            ident = self.identity
+            dests = (
+                set(ident.destinations()) if ok("identity") and ident.myhostname and ident.mydomain else set()
+            )
+            v = self.virtual
+            if v is not None:
+                for i, d in enumerate(v.domains):
+                    if d in dests:
+                        p.append(
+                            (
+                                f"virtual.domains[{i}]",
+                                f"{d} is also in mydestination — a domain is either "
+                                "local or virtual: remove it from identity.mydestination",
+                            )
+                        )
+                    if d in v.alias_domains:
+                        p.append(
+                            (f"virtual.domains[{i}]", f"{d} is also in virtual.alias_domains — keep one")
+                        )
+                for i, d in enumerate(v.alias_domains):
+                    if d in dests:
+                        p.append(
+                            (f"virtual.alias_domains[{i}]", f"{d} is also in mydestination — remove it there")
+                        )
+                seen: dict[str, int] = {}
+                for i, mb in enumerate(v.mailboxes):
+                    if mb.domain not in v.domains:
+                        p.append(
+                            (
+                                f"virtual.mailboxes[{i}].address",
+                                f"{mb.address}: domain {mb.domain} is not in "
+                                "virtual.domains — add it there or fix the address",
+                            )
+                        )
+                    if mb.address in seen:
+                        p.append(
+                            (
+                                f"virtual.mailboxes[{i}].address",
+                                f"{mb.address} duplicates virtual.mailboxes[{seen[mb.address]}] — remove one",
+                            )
+                        )
+                    else:
+                        seen[mb.address] = i
+                boxes = set(seen)
+                keys = set(v.aliases)
+                domains = set(v.all_domains())
+                catchall = {k[1:] for k in keys if k.startswith("@")}
+                for key, targets in v.aliases.items():
+                    kd = key.rsplit("@", 1)[1]
+                    if kd not in domains:
+                        p.append(
+                            (
+                                f"virtual.aliases{_q(key)}",
+                                f"domain {kd} is not in virtual.domains nor "
+                                "virtual.alias_domains — add it or fix the alias",
+                            )
+                        )
+                    for t in targets:
+                        td = t.rsplit("@", 1)[1]
+                        if td in v.domains and t not in boxes and t not in keys and td not in catchall:
+                            p.append(
+                                (
+                                    f"virtual.aliases{_q(key)}",
+                                    f"target {t} is in a virtual domain but is no "
+                                    "mailbox nor alias — add the mailbox or fix the target",
+                                )
+                            )
+                        if td in v.alias_domains and t not in keys:
+                            p.append(
+                                (
+                                    f"virtual.aliases{_q(key)}",
+                                    f"target {t} is in an alias-only domain without an alias for it",
+                                )
+                            )
+                edges = {
+                    k: [t for t in ts if t in keys and not (t == k and t in boxes)]
+                    for k, ts in v.aliases.items()
+                }
+                for cyc in find_cycles(edges):
                     p.append(
                         (
-                            f"virtual.domains[{i}]",
-                            f"{d} is also in mydestination — a domain is either "
-                            "local or virtual: remove it from identity.mydestination",
+                            f"virtual.aliases{_q(cyc[0])}",
+                            "alias loop "
+                            + " -> ".join(cyc)
+                            + " — break the cycle (an alias may include itself only when it is a mailbox)",
                         )
                     )
-                if d in v.alias_domains:
-                    p.append((f"virtual.domains[{i}]", f"{d} is also in virtual.alias_domains — keep one"))
-            for i, d in enumerate(v.alias_domains):
-                if d in dests:
+                if ok("local") and v.vmail.user in self.local.account_names():
                     p.append(
-                        (f"virtual.alias_domains[{i}]", f"{d} is also in mydestination — remove it there")
+                        ("virtual.vmail.user", f"{v.vmail.user} is also a local mail user — choose another")
                     )
-            seen: dict[str, int] = {}
-            for i, mb in enumerate(v.mailboxes):
-                if mb.domain not in v.domains:
+
+        if ok("local", "aliases"):
+            # --- local users and /etc/aliases
+            names: dict[str, int] = {}
+            for i, u in enumerate(self.local.users):
+                if u.name in names:
+                    p.append((f"local.users[{i}].name", f"{u.name} duplicates local.users[{names[u.name]}]"))
+                names.setdefault(u.name, i)
+                if u.name in self.aliases:
                     p.append(
                         (
-                            f"virtual.mailboxes[{i}].address",
-                            f"{mb.address}: domain {mb.domain} is not in "
-                            "virtual.domains — add it there or fix the address",
+                            f"local.users[{i}].name",
+                            f"{u.name} is also an alias name — mail would never reach "
+                            "the user's mailbox; rename the alias",
                         )
                     )
-                if mb.address in seen:
+            known = self.local.account_names()
+            alias_edges: dict[str, list[str]] = {}
+            for key, targets in self.aliases.items():
+                alias_edges[key] = []
+                for t in targets:
+                    kind, val = classify_target(t)
+                    if kind != "local":
+                        continue
+                    if val in self.aliases and not (val == key and val in known) and not t.startswith("\\"):
+                        alias_edges[key].append(val)
+                    elif val not in self.aliases and val not in known:
+                        p.append(
+                            (
+                                f"aliases{_q(key)}",
+                                f"target {val!r} is no alias, local user nor existing account "
+                                "— add it to local.users or local.existing_accounts, or fix the target",
+                            )
+                        )
+            if "postmaster" not in self.aliases and "postmaster" not in known:
+                p.append(("aliases", 'no \'postmaster\' — RFC 5321 requires one: add "postmaster": ["root"]'))
+            for cyc in find_cycles(alias_edges):
+                p.append((f"aliases{_q(cyc[0])}", "alias loop " + " -> ".join(cyc) + " — break the cycle"))
+
+        if ok("sasl", "services", "virtual", "local"):
+            # --- SASL
+            v = self.virtual
+            auth_services = self.services.client_auth_services()
+            s = self.sasl
+            if s is None and auth_services:
+                p.append(
+                    (
+                        "sasl",
+                        f"{', '.join(auth_services)} require SMTP AUTH — configure sasl "
+                        "(backend saslauthd or dovecot) or disable those services",
+                    )
+                )
+            if s is not None:
+                if s.backend == "saslauthd":
+                    if v is not None:
+                        p.append(
+                            (
+                                "sasl.backend",
+                                "virtual mailboxes are known to Dovecot only — use backend dovecot",
+                            )
+                        )
+                    sock = s.saslauthd_options().socket_dir
+                    if (
+                        sock is not None
+                        and self.services.chroot
+                        and not any(sock == c or sock.startswith(c + "/") for c in CHROOT_DIRS)
+                    ):
+                        p.append(
+                            (
+                                "sasl.saslauthd.socket_dir",
+                                f"{sock} is outside Postfix's chroot "
+                                f"({CHROOT_DIRS[0]}): chrooted smtpd cannot reach it — use "
+                                f"{CHROOT_DIRS[0]}/var/run/saslauthd or set services.chroot: false",
+                            )
+                        )
+                    if s.saslauthd_options().mechanism in {"pam", "shadow"} and not self.local.users:
+                        p.append(
+                            (
+                                "local.users",
+                                "saslauthd with pam/shadow authenticates system users — declare "
+                                "at least one in local.users",
+                            )
+                        )
+                else:
+                    if s.saslauthd is not None:
+                        p.append(("sasl.saslauthd", "only used with backend saslauthd — remove it"))
+                    sock = s.dovecot_socket
+                    if sock.startswith("/") and not any(sock.startswith(c + "/") for c in CHROOT_DIRS):
+                        p.append(
+                            (
+                                "sasl.dovecot_socket",
+                                f"{sock} is outside Postfix's queue directory/chroot — use private/auth",
+                            )
+                        )
+                    if v is None and not self.local.users:
+                        p.append(
+                            (
+                                "sasl.backend",
+                                "Dovecot has no users to authenticate — add virtual mailboxes or local.users",
+                            )
+                        )
+
+        if ok("tls", "services"):
+            # --- TLS
+            auth_services = self.services.client_auth_services()
+            tls = self.tls
+            if not tls.enabled and auth_services:
+                p.append(
+                    (
+                        "tls.enabled",
+                        f"TLS is off while AUTH is on ({', '.join(auth_services)}) — passwords "
+                        "would cross the network in clear; enable TLS",
+                    )
+                )
+            if not tls.enabled and self.services.smtps.enabled:
+                p.append(("services.smtps.enabled", "smtps is implicit TLS — disable it or enable TLS"))
+            if not tls.enabled and (
+                self.services.imaps.enabled
+                or self.services.pop3s.enabled
+                or self.services.dovecot_protocols()
+            ):
+                p.append(("tls.enabled", "Dovecot logins need TLS — enable TLS or disable imap/pop3"))
+            if tls.mode == "files":
+                if not tls.cert:
+                    p.append(("tls.cert", "mode 'files' needs the certificate path"))
+                if not tls.key:
+                    p.append(("tls.key", "mode 'files' needs the private key path"))
+            elif tls.cert or tls.key or tls.ca:
+                p.append(
+                    (
+                        "tls.mode",
+                        "cert/key/ca are only used with mode 'files' — set mode: files or remove them",
+                    )
+                )
+
+        if ok("services"):
+            # --- ports
+            used: dict[int, str] = {}
+            for name, port in self.services.enabled_ports():
+                if port in used:
                     p.append(
                         (
-                            f"virtual.mailboxes[{i}].address",
-                            f"{mb.address} duplicates virtual.mailboxes[{seen[mb.address]}] — remove one",
+                            f"services.{name}.port",
+                            f"port {port} is already used by services.{used[port]} — "
+                            "give each service its own port",
                         )
                     )
                 else:
-                    seen[mb.address] = i
-            boxes = set(seen)
-            keys = set(v.aliases)
-            domains = set(v.all_domains())
-            catchall = {k[1:] for k in keys if k.startswith("@")}
-            for key, targets in v.aliases.items():
-                kd = key.rsplit("@", 1)[1]
-                if kd not in domains:
+                    used[port] = name
+
+        if ok("postfix_extra"):
+            for key in self.postfix_extra:
+                if key in MANAGED_PARAMS:
                     p.append(
                         (
-                            f"virtual.aliases{_q(key)}",
-                            f"domain {kd} is not in virtual.domains nor "
-                            "virtual.alias_domains — add it or fix the alias",
+                            f"postfix_extra{_q(key)}",
+                            f"{key} is managed by the model — set it through its "
+                            "section (see `mailserver schema`), not postfix_extra",
                         )
                     )
-                for t in targets:
-                    td = t.rsplit("@", 1)[1]
-                    if td in v.domains and t not in boxes and t not in keys and td not in catchall:
-                        p.append(
-                            (
-                                f"virtual.aliases{_q(key)}",
-                                f"target {t} is in a virtual domain but is no "
-                                "mailbox nor alias — add the mailbox or fix the target",
-                            )
-                        )
-                    if td in v.alias_domains and t not in keys:
-                        p.append(
-                            (
-                                f"virtual.aliases{_q(key)}",
-                                f"target {t} is in an alias-only domain without an alias for it",
-                            )
-                        )
-            edges = {
-                k: [t for t in ts if t in keys and not (t == k and t in boxes)] for k, ts in v.aliases.items()
-            }
-            for cyc in find_cycles(edges):
+        if ok("identity"):
+            ident = self.identity
+            if 0 < ident.mailbox_size_limit < ident.message_size_limit:
                 p.append(
                     (
-                        f"virtual.aliases{_q(cyc[0])}",
-                        "alias loop "
-                        + " -> ".join(cyc)
-                        + " — break the cycle (an alias may only include itself when it is also a mailbox)",
+                        "identity.mailbox_size_limit",
+                        "smaller than message_size_limit: Postfix refuses to "
+                        "start — raise it or use 0 (unlimited)",
                     )
                 )
-            if v.vmail.user in self.local.account_names():
-                p.append(("virtual.vmail.user", f"{v.vmail.user} is also a local mail user — choose another"))
 
-        # --- local users and /etc/aliases
-        names: dict[str, int] = {}
-        for i, u in enumerate(self.local.users):
-            if u.name in names:
-                p.append((f"local.users[{i}].name", f"{u.name} duplicates local.users[{names[u.name]}]"))
-            names.setdefault(u.name, i)
-            if u.name in self.aliases:
-                p.append(
-                    (
-                        f"local.users[{i}].name",
-                        f"{u.name} is also an alias name — mail would never reach "
-                        "the user's mailbox; rename the alias",
-                    )
-                )
-        known = self.local.account_names()
-        alias_edges: dict[str, list[str]] = {}
-        for key, targets in self.aliases.items():
-            alias_edges[key] = []
-            for t in targets:
-                kind, val = classify_target(t)
-                if kind != "local":
-                    continue
-                if val in self.aliases and not (val == key and val in known) and not t.startswith("\\"):
-                    alias_edges[key].append(val)
-                elif val not in self.aliases and val not in known:
-                    p.append(
-                        (
-                            f"aliases{_q(key)}",
-                            f"target {val!r} is no alias, local user nor existing account "
-                            "— add it to local.users or local.existing_accounts, or fix the target",
-                        )
-                    )
-        if "postmaster" not in self.aliases and "postmaster" not in known:
-            p.append(("aliases", 'no \'postmaster\' — RFC 5321 requires one: add "postmaster": ["root"]'))
-        for cyc in find_cycles(alias_edges):
-            p.append((f"aliases{_q(cyc[0])}", "alias loop " + " -> ".join(cyc) + " — break the cycle"))
-
-        # --- SASL
-        auth_services = self.services.client_auth_services()
-        s = self.sasl
-        if s is None and auth_services:
-            p.append(
-                (
-                    "sasl",
-                    f"{', '.join(auth_services)} require SMTP AUTH — configure sasl "
-                    "(backend saslauthd or dovecot) or disable those services",
-                )
-            )
-        if s is not None:
-            if s.backend == "saslauthd":
-                if v is not None:
-                    p.append(
-                        ("sasl.backend", "virtual mailboxes are known to Dovecot only — use backend dovecot")
-                    )
-                sock = s.saslauthd_options().socket_dir
-                if (
-                    sock is not None
-                    and self.services.chroot
-                    and not any(sock == c or sock.startswith(c + "/") for c in CHROOT_DIRS)
-                ):
-                    p.append(
-                        (
-                            "sasl.saslauthd.socket_dir",
-                            f"{sock} is outside Postfix's chroot "
-                            f"({CHROOT_DIRS[0]}): chrooted smtpd cannot reach it — use "
-                            f"{CHROOT_DIRS[0]}/var/run/saslauthd or set services.chroot: false",
-                        )
-                    )
-                if s.saslauthd_options().mechanism in {"pam", "shadow"} and not self.local.users:
-                    p.append(
-                        (
-                            "local.users",
-                            "saslauthd with pam/shadow authenticates system users — declare "
-                            "at least one in local.users",
-                        )
-                    )
-            else:
-                if s.saslauthd is not None:
-                    p.append(("sasl.saslauthd", "only used with backend saslauthd — remove it"))
-                sock = s.dovecot_socket
-                if sock.startswith("/") and not any(sock.startswith(c + "/") for c in CHROOT_DIRS):
-                    p.append(
-                        (
-                            "sasl.dovecot_socket",
-                            f"{sock} is outside Postfix's queue directory/chroot — use private/auth",
-                        )
-                    )
-                if v is None and not self.local.users:
-                    p.append(
-                        (
-                            "sasl.backend",
-                            "Dovecot has no users to authenticate — add virtual mailboxes or local.users",
-                        )
-                    )
-
-        # --- TLS
-        tls = self.tls
-        if not tls.enabled and auth_services:
-            p.append(
-                (
-                    "tls.enabled",
-                    f"TLS is off while AUTH is on ({', '.join(auth_services)}) — passwords "
-                    "would cross the network in clear; enable TLS",
-                )
-            )
-        if not tls.enabled and self.services.smtps.enabled:
-            p.append(("services.smtps.enabled", "smtps is implicit TLS — disable it or enable TLS"))
-        if not tls.enabled and (
-            self.services.imaps.enabled or self.services.pop3s.enabled or self.services.dovecot_protocols()
-        ):
-            p.append(("tls.enabled", "Dovecot logins need TLS — enable TLS or disable imap/pop3"))
-        if tls.mode == "files":
-            if not tls.cert:
-                p.append(("tls.cert", "mode 'files' needs the certificate path"))
-            if not tls.key:
-                p.append(("tls.key", "mode 'files' needs the private key path"))
-        elif tls.cert or tls.key or tls.ca:
-            p.append(
-                ("tls.mode", "cert/key/ca are only used with mode 'files' — set mode: files or remove them")
-            )
-
-        # --- ports
-        used: dict[int, str] = {}
-        for name, port in self.services.enabled_ports():
-            if port in used:
-                p.append(
-                    (
-                        f"services.{name}.port",
-                        f"port {port} is already used by services.{used[port]} — "
-                        "give each service its own port",
-                    )
-                )
-            else:
-                used[port] = name
-
-        for key in self.postfix_extra:
-            if key in MANAGED_PARAMS:
-                p.append(
-                    (
-                        f"postfix_extra{_q(key)}",
-                        f"{key} is managed by the model — set it through its "
-                        "section (see `mailserver schema`), not postfix_extra",
-                    )
-                )
-        if 0 < ident.mailbox_size_limit < ident.message_size_limit:
-            p.append(
-                (
-                    "identity.mailbox_size_limit",
-                    "smaller than message_size_limit: Postfix refuses to "
-                    "start — raise it or use 0 (unlimited)",
-                )
-            )
-
-        # --- relay
-        r = self.relay
-        if r.credentials is not None and r.relayhost is None:
-            p.append(("relay.credentials", "credentials need a relayhost — set relay.relayhost"))
+        if ok("relay"):
+            # --- relay
+            r = self.relay
+            if r.credentials is not None and r.relayhost is None:
+                p.append(("relay.credentials", "credentials need a relayhost — set relay.relayhost"))
         return p
