@@ -36,7 +36,12 @@ EXAMPLES = {
 }
 
 
-def group_data_source(variant: str, bridge_ip: str, extra_aliases: dict[str, list[str]] | None = None) -> str:
+def group_data_source(
+    variant: str,
+    bridge_ip: str,
+    extra_aliases: dict[str, list[str]] | None = None,
+    postfix_extra: dict[str, str] | None = None,
+) -> str:
     """Python source of the test group data: the example's, plus the lab-only changes."""
     lines = [
         f'"""e2e data for the {variant} variant: {EXAMPLES[variant].name} with lab changes."""',
@@ -52,6 +57,8 @@ def group_data_source(variant: str, bridge_ip: str, extra_aliases: dict[str, lis
     ]
     for name, members in (extra_aliases or {}).items():
         lines.append(f"mailserver['aliases'][{name!r}] = {members!r}")
+    if postfix_extra:
+        lines.append(f"mailserver['postfix_extra'] = {postfix_extra!r}")
     return "\n".join(lines) + "\n"
 
 
@@ -95,8 +102,13 @@ class Deployment:
         host["_exit"] = r.returncode
         return host
 
-    def set_extra_aliases(self, aliases: dict[str, list[str]]) -> None:
-        self.group_file.write_text(group_data_source(self.variant, self.bridge_ip, aliases))
+    def set_data(
+        self, extra_aliases: dict[str, list[str]] | None = None, postfix_extra: dict[str, str] | None = None
+    ) -> None:
+        """Rewrite the host's group data: the test data plus these changes (none: back to the start)."""
+        self.group_file.write_text(
+            group_data_source(self.variant, self.bridge_ip, extra_aliases, postfix_extra)
+        )
 
     def password(self, secret: str) -> str:
         return (self.secrets_dir / f"{secret}.password").read_text().strip()

@@ -321,7 +321,7 @@ def test_rerun_changes_nothing_then_one_alias_changes_only_aliases(dep: Deployme
     print(f"\n{dep.variant}: no-change re-run {again['seconds']['total']} s, "
           f"{again['round_trips']} round trips, {again['commands_executed']} op commands")
 
-    dep.set_extra_aliases({"e2e-new": ["root"]})
+    dep.set_data(extra_aliases={"e2e-new": ["root"]})
     after = dep.deploy()
     changed = [o["name"] for o in after["operations"] if o["changed"]]
     aliases = dep.manifest.distro.aliases_file
@@ -331,3 +331,27 @@ def test_rerun_changes_nothing_then_one_alias_changes_only_aliases(dep: Deployme
     assert any(n.endswith(f"postalias hash:{aliases}") or "postalias" in n for n in changed), changed
     assert after["services_reloaded"] == []
     dep.wait_on_host(f"postalias -q e2e-new hash:{aliases}", timeout=10)
+
+
+def test_config_failing_postfix_checks_never_goes_live(dep: Deployment) -> None:
+    """Data the model accepts but Postfix warns about stops the deploy before anything is live."""
+    if dep.variant != "virtual":
+        pytest.skip("one variant is enough for the staging mechanism")
+    main_cf = f"{dep.manifest.distro.postfix_dir}/main.cf"
+    before = dep.host.check(f"sha256sum {main_cf}")
+    dep.set_data(extra_aliases={"e2e-new": ["root"]}, postfix_extra={"e2e_no_such_parameter": "1"})
+    failed = dep.deploy()
+    assert not failed["success"]
+    assert failed["_exit"] != 0
+    log = "\n".join(failed["_report"]["errors"]) + failed["_stderr"]
+    assert "postconf" in log and "e2e_no_such_parameter" in log, log[-3000:]
+    assert dep.host.check(f"sha256sum {main_cf}") == before, "live main.cf changed"
+    assert dep.host.check("find /var/lib/pyinfra-mailserver/stage -type f") == "", "staging files left"
+    with resolving(dep.fqdn, dep.host.ip), smtplib.SMTP(dep.fqdn, 25, timeout=30) as s:
+        assert s.ehlo("client.test")[0] == 250
+    assert not any("Reload Postfix" in o["name"] and o["changed"] for o in failed["operations"])
+
+    dep.set_data(extra_aliases={"e2e-new": ["root"]})
+    back = dep.deploy()
+    assert back["success"], back["_report"]["errors"]
+    assert [o["name"] for o in back["operations"] if o["changed"]] == []
