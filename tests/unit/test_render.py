@@ -203,6 +203,19 @@ def test_write_tree_modes_and_masking(secrets_env: Path, tmp_path: Path) -> None
     assert oct((tmp_path / "full/etc/postfix/main.cf").stat().st_mode & 0o777) == "0o644"
 
 
+def test_maildrop_maildir_gets_its_directories() -> None:
+    data = {
+        "identity": {"myhostname": "mx.example.org"},
+        "sasl": {"backend": "saslauthd"},
+        "local": {"mailbox_command": "maildrop", "users": [{"name": "bob", "password": CRYPT}]},
+    }
+    m = build_manifest(validate_server(data, hostname="mx.example.org"), distro.DEBIAN)
+    dirs = {d.path: d for d in m.directories}
+    for sub in ("", "/cur", "/new", "/tmp"):
+        assert dirs[f"/home/bob/Maildir{sub}"].owner == "bob"
+    assert 'DEFAULT="$HOME/Maildir"' in m.file("/etc/maildroprc").content
+
+
 def test_system_user_variant_with_mbox_and_maildrop() -> None:
     data = {
         "identity": {"myhostname": "mx.example.org"},

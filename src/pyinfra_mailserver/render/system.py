@@ -92,6 +92,15 @@ def directories(plan: Plan) -> tuple[Directory, ...]:
     if s.virtual is not None:
         vm = s.virtual.vmail
         out.append(Directory(vm.base_dir, owner=vm.user, group=vm.group, mode="750"))
+    if s.local.mailbox_command == "maildrop" and s.local.mailbox == "maildir":
+        # maildrop, unlike Postfix's local and procmail, does not create a missing Maildir (reference 001:
+        # `maildirmake`), so the deploy makes it for each system user
+        for u in s.local.users:
+            base = f"/home/{u.name}/Maildir"
+            out += [
+                Directory(p, owner=u.name, group=u.name, mode="700")
+                for p in (base, f"{base}/cur", f"{base}/new", f"{base}/tmp")
+            ]
     if plan.uses_saslauthd:
         sock = plan.saslauthd_socket_dir
         chroot = d.postfix_chroot_dir
