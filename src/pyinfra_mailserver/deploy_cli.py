@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         for host in list(state.inventory.get_active_hosts()):
             with ctx_host.use(host):
                 try:
-                    deploy_mailserver()
+                    deploy_mailserver(raise_errors=True)
                 except PyinfraError:
                     raise
                 except Exception as e:  # bad data, unsupported distro: this host only

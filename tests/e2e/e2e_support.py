@@ -102,6 +102,15 @@ class Deployment:
         host["_exit"] = r.returncode
         return host
 
+    def pyinfra_main_job(self) -> subprocess.CompletedProcess[str]:
+        """The product's main job, `pyinfra -y INVENTORY deploys/deploy_mailserver.py`, on this host."""
+        exe = Path(sys.executable).parent / "pyinfra"
+        return subprocess.run(
+            [str(exe), "-y", str(self.inventory), "deploys/deploy_mailserver.py"],
+            env=self.env, capture_output=True, text=True, timeout=1800, check=False, cwd=REPO,
+            stdin=subprocess.DEVNULL,
+        )
+
     def set_data(
         self, extra_aliases: dict[str, list[str]] | None = None, postfix_extra: dict[str, str] | None = None
     ) -> None:

@@ -313,6 +313,8 @@ def test_pop3_110_stls_and_995(net: Deployment) -> None:
 
 
 def test_rerun_changes_nothing_then_one_alias_changes_only_aliases(dep: Deployment) -> None:
+    main_job = dep.pyinfra_main_job()
+    assert main_job.returncode == 0, main_job.stdout[-3000:] + main_job.stderr[-3000:]
     again = dep.deploy()
     changed = [o["name"] for o in again["operations"] if o["changed"]]
     assert again["success"], again["_report"]["errors"]

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pyinfra
-from pyinfra import host
+from pyinfra import host, logger, state
 from pyinfra.api import deploy
 from pyinfra.facts.server import LinuxDistribution
 
@@ -20,6 +20,8 @@ from pyinfra_mailserver.deploys.ops import (
     register_paths,
 )
 from pyinfra_mailserver.manifest import Manifest, build_manifest
+from pyinfra_mailserver.model import ModelError
+from pyinfra_mailserver.secretstore import SecretError
 
 
 class DeployError(Exception):
@@ -73,14 +75,25 @@ def managed_paths(manifest: Manifest) -> set[str]:
 
 
 @deploy("Mail server")
-def deploy_mailserver(manifest: Manifest | None = None) -> Manifest:
+def deploy_mailserver(manifest: Manifest | None = None, raise_errors: bool = False) -> Manifest | None:
     """Provision the host as its manifest says: packages, accounts, TLS, Postfix, SASL, Dovecot, verify.
 
     The order matters: packages bring the users (postfix, dovecot, sasl group) the files are owned by;
     TLS files must exist before the Postfix and Dovecot checks read their configs; services reload only
     after all their inputs are in place; verification runs last.
+
+    Invalid data or an unsupported host fails this host only (before anything runs on it), with the
+    model's message; `raise_errors=True` raises instead (for API callers that report it themselves).
     """
-    manifest = manifest or manifest_for_host()
+    if manifest is None:
+        try:
+            manifest = manifest_for_host()
+        except (ModelError, SecretError, DeployError) as e:
+            if raise_errors:
+                raise
+            host.log_styled(f"cannot deploy: {e}", fg="red", log_func=logger.error)
+            state.fail_hosts({host})
+            return None
     register_paths(managed_paths(manifest))
 
     packages.install._inner(manifest)  # type: ignore[attr-defined]
