@@ -87,6 +87,26 @@ class LabHost:
             )
         return self._testinfra
 
+    def close(self) -> None:
+        """Close the testinfra (paramiko) connection and its transport thread.
+
+        Threads matter: `import pyinfra_cli` runs gevent's monkey.patch_all(), which breaks
+        (importlib "cannot release un-acquired lock", KeyError in threading) if paramiko threads are
+        alive in the process at that moment. So the plugin closes connections after each module.
+        """
+        ti, self._testinfra = self._testinfra, None
+        if ti is not None:
+            client = ti.backend.__dict__.get("client")  # a functools.cached_property once connected
+            if client is not None:
+                transport = client.get_transport()
+                with contextlib.suppress(Exception):
+                    client.close()
+                    if transport is not None:
+                        transport.join(5)  # the transport is a thread: wait until it is gone
+
+
+_ACTIVE: list[TestLab] = []
+
 
 class TestLab:
     """The session's lab; `inventory_path` with `env` points pyinfra at exactly these hosts."""
@@ -102,6 +122,7 @@ class TestLab:
         self.manager = Lab(self.state_dir, subnet=self.subnet, bridge=self.bridge)
         self.inventory_path = REPO_ROOT / "inventories" / "lab.py"
         self._closed = False
+        self._handed_out: list[LabHost] = []
 
     @property
     def env(self) -> dict[str, str]:
@@ -117,7 +138,14 @@ class TestLab:
         return self.state_dir / "ssh_config"
 
     def _host(self, h: HostState) -> LabHost:
-        return LabHost.of(h, load(self.state_dir).key_path, self.ssh_config)
+        lh = LabHost.of(h, load(self.state_dir).key_path, self.ssh_config)
+        self._handed_out.append(lh)
+        return lh
+
+    def close_connections(self) -> None:
+        """Close every testinfra connection of hosts handed out so far (see LabHost.close)."""
+        for lh in self._handed_out:
+            lh.close()
 
     def up(self, count: int = 1, variant: str = "virtual", release: str = "bookworm") -> list[LabHost]:
         """Add `count` fresh hosts (sshd answering when this returns)."""
@@ -171,6 +199,7 @@ class TestLab:
             return
         self._closed = True
         try:
+            self.close_connections()
             self.manager.down()
         finally:
             with contextlib.suppress(OSError):
@@ -221,12 +250,22 @@ def lab() -> Iterator[TestLab]:
         pytest.skip(msg)
     test_lab = _claim_slot()
     atexit.register(test_lab.close)
+    _ACTIVE.append(test_lab)
     with _signals_raise():
         try:
             yield test_lab
         finally:
+            _ACTIVE.remove(test_lab)
             test_lab.close()
             atexit.unregister(test_lab.close)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_lab_connections() -> Iterator[None]:
+    """After each test module, close the testinfra connections its tests opened (no stray threads)."""
+    yield
+    for test_lab in _ACTIVE:
+        test_lab.close_connections()
 
 
 @pytest.fixture(scope="session")
