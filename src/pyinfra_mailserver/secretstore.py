@@ -13,6 +13,7 @@ Kinds of secret, decided by where the reference sits in the data:
 
 from __future__ import annotations
 
+import fcntl
 import getpass
 import os
 import re
@@ -207,6 +208,20 @@ def generate_missing(directory: Path, refs: list[SecretRef]) -> list[tuple[Secre
     done: dict[str, bool] = {}
     results: list[tuple[SecretRef, bool]] = []
     ensure_dir(directory)
+    # one generator at a time per directory: two concurrent runs must not pair one run's hash with the
+    # other's plaintext
+    lock_fd = os.open(directory / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        _generate_locked(directory, refs, done, results)
+    finally:
+        os.close(lock_fd)
+    return results
+
+
+def _generate_locked(
+    directory: Path, refs: list[SecretRef], done: dict[str, bool], results: list[tuple[SecretRef, bool]]
+) -> None:
     for ref in refs:
         if ref.name in done:
             continue
@@ -222,4 +237,3 @@ def generate_missing(directory: Path, refs: list[SecretRef]) -> list[tuple[Secre
                 write(directory, ref.name + ".password", password)
             done[ref.name] = True
         results.append((ref, done[ref.name]))
-    return results

@@ -14,7 +14,7 @@ from pyinfra_mailserver.model import ModelError, validate_server
 
 
 def _all_secret_values(directory: Path) -> list[str]:
-    return [p.read_text().strip() for p in directory.iterdir() if p.is_file()]
+    return [p.read_text().strip() for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")]
 
 
 def test_hashes_verify() -> None:
