@@ -21,6 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pyinfra_mailserver.lab import cgroups, image
 from pyinfra_mailserver.lab.manager import Lab
@@ -50,7 +51,7 @@ def cold_build(release: str) -> float:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def idle_memory(lab: Lab, settle: float) -> list[dict[str, float]]:
+def idle_memory(lab: Lab, settle: float) -> list[dict[str, Any]]:
     """Memory charged to each host's own cgroup once systemd reports the boot finished and the host
     sat idle for `settle` seconds (the bench waits on purpose here: it measures an idle host)."""
     st = load(lab.state_dir)
@@ -105,7 +106,7 @@ def main() -> int:
     lab = Lab(Path("/var/lib/pyinfra-mailserver/bench-lab"), subnet="10.213.90.0/24", bridge="msbench0")
     lab.down()
     one, five, cold, down5 = [], [], [], []
-    memory: list[dict[str, float]] = []
+    memory: list[dict[str, Any]] = []
     try:
         for r in range(args.rounds):
             # Cold: bridge + apt proxy + 1 host, as a first `mailserver lab up` does.
