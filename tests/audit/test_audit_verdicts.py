@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from pyinfra_mailserver import distro
 from pyinfra_mailserver.audit.checks import HostSettings, evaluate_inside, inside_commands, probe_account
 from pyinfra_mailserver.audit.remote import Section
@@ -264,7 +266,7 @@ def test_inside_commands_quote_the_password() -> None:
     assert "cut -d: -f1" in cmds["plain_hashes"]  # hashes themselves never leave the host
 
 
-def test_probe_account_from_secrets_dir(tmp_path: Path) -> None:
+def test_probe_account_from_secrets_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     m = manifest()
     assert probe_account(m, tmp_path, HostSettings()) == (None, None)
     (tmp_path / "bob.password").write_text("s3cret\n")
@@ -272,3 +274,6 @@ def test_probe_account_from_secrets_dir(tmp_path: Path) -> None:
     assert acct is not None and acct.login == "bob" and pw == "s3cret"
     acct, pw = probe_account(m, tmp_path, HostSettings(probe_user="zed@example.org", probe_password="x"))
     assert acct is not None and acct.login == "zed@example.org" and pw == "x"
+    monkeypatch.setenv("MAILSERVER_PROBE_PASSWORD", "from-env")
+    acct, pw = probe_account(m, tmp_path, HostSettings(probe_user="bob"))
+    assert acct is not None and acct.kind == "system" and pw == "from-env"

@@ -8,6 +8,7 @@ output, so the logic is unit-tested without hosts. Thresholds and log filters co
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -20,6 +21,7 @@ from pyinfra_mailserver.manifest import Account, Manifest
 from pyinfra_mailserver.report import CheckResult, CheckSet, Severity, Status
 
 AUDIT_DATA_KEY = "mailserver_audit"
+PROBE_PASSWORD_ENV = "MAILSERVER_PROBE_PASSWORD"
 PLAIN_SCHEMES = ("PLAIN", "CLEAR", "CLEARTEXT", "PLAIN-TRUNC")
 # Log lines that are the normal noise of an operator's action, not a problem of the host.
 BENIGN_LOG = (
@@ -79,13 +81,15 @@ def ca_file_for(t: Target, options: AuditOptions) -> str | None:
 
 def probe_account(m: Manifest, secrets_dir: Path,
                   settings: HostSettings) -> tuple[Account | None, str | None]:
-    """The account the probes log in with and its password: host data first, else the first manifest
-    account with a lab plaintext (`NAME.password` written by `mailserver secrets generate`)."""
-    if settings.probe_user and settings.probe_password:
+    """The account the probes log in with and its password: host data `probe_user` (password from
+    `probe_password` or $MAILSERVER_PROBE_PASSWORD, so CI keeps it in its secret store), else the first
+    manifest account with a lab plaintext (`NAME.password` written by `mailserver secrets generate`)."""
+    password = settings.probe_password or os.environ.get(PROBE_PASSWORD_ENV)
+    if settings.probe_user and password:
         acct = next((a for a in m.accounts if a.login == settings.probe_user), None)
         if acct is None:
             acct = Account(settings.probe_user, "virtual", None, "", ("smtp-auth", "imap", "pop3"))
-        return acct, settings.probe_password
+        return acct, password
     for a in m.accounts:
         if a.secret is None:
             continue
