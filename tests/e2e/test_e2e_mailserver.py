@@ -323,6 +323,10 @@ def test_rerun_changes_nothing_then_one_alias_changes_only_aliases(dep: Deployme
     print(f"\n{dep.variant}: no-change re-run {again['seconds']['total']} s, "
           f"{again['round_trips']} round trips, {again['commands_executed']} op commands")
 
+    with_testinfra = dep.deploy("--data", "mailserver_verify=testinfra")
+    assert with_testinfra["success"], with_testinfra["_report"]["errors"]
+    assert [o["name"] for o in with_testinfra["operations"] if o["changed"]] == []
+
     dep.set_data(extra_aliases={"e2e-new": ["root"]})
     after = dep.deploy()
     changed = [o["name"] for o in after["operations"] if o["changed"]]

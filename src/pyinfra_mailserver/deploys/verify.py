@@ -49,7 +49,7 @@ class MailHostCheck(FactBase[dict[str, list[str]]]):
         )
         parts = [
             wait,
-            pkg,
+            pkg if packages else "true",
             "ss -Hltn 2>/dev/null | awk '{print \"port|\" $4}'",
             *(
                 f"printf 'unit|%s|%s|%s\\n' {q(u)} \"$(systemctl is-active {q(u)})\" "
@@ -119,6 +119,62 @@ def misses(manifest: Manifest, seen: dict[str, list[str]]) -> list[str]:
     return found
 
 
+def testinfra_misses(manifest: Manifest) -> list[str]:
+    """The same checks as `misses`, asked through testinfra's modules over pyinfra's connection.
+
+    Opt-in (host data `mailserver_verify: "testinfra"`): about twenty commands instead of one, for
+    operators who want testinfra's own reading of packages, services, sockets and files.
+    """
+    from pyinfra.context import ctx_host
+
+    from pyinfra_mailserver.deploys.testinfra_backend import testinfra_host
+
+    # The same wait as the one-command check: services restarted a moment ago may not listen yet.
+    host.get_fact(
+        MailHostCheck,
+        family=str(manifest.distro.family),
+        packages=(),
+        units=(),
+        paths=(),
+        sockets=auth_sockets(manifest),
+        wait_ports=tuple(sorted({p.port for p in manifest.ports})),
+    )
+    t = testinfra_host(ctx_host.get(), dict(host.current_op_global_arguments or {}))
+    found: list[str] = []
+    found += [f"package {p} is not installed" for p in manifest.packages if not t.package(p).is_installed]
+    for s in manifest.services:
+        svc = t.service(s.unit)
+        if s.running and not svc.is_running:
+            found.append(f"service {s.unit} is not running")
+        if s.enabled and not svc.is_enabled:
+            found.append(f"service {s.unit} is not enabled at boot")
+    listening = {
+        sock.rsplit(":", 1)[-1] for sock in t.socket.get_listening_sockets() if sock.startswith("tcp")
+    }
+    found += [
+        f"nothing listens on port {p.port} ({p.protocol})"
+        for p in manifest.ports
+        if str(p.port) not in listening
+    ]
+    for f in manifest.files:
+        if f.secret:
+            tf = t.file(f.path)
+            if not tf.exists:
+                found.append(f"secret file {f.path} is missing")
+            elif (tf.user, tf.group, tf.mode) != (f.owner, f.group, int(f.mode, 8)):
+                found.append(
+                    f"secret file {f.path} is {tf.user}:{tf.group} {tf.mode:o}, "
+                    f"expected {f.owner}:{f.group} {f.mode}"
+                )
+    key = t.file(manifest.tls.key_path)
+    if not key.exists:
+        found.append(f"TLS key {manifest.tls.key_path} is missing")
+    elif key.mode & (0o077 if key.group == "root" else 0o007):
+        found.append(f"TLS key {manifest.tls.key_path} is readable by others (mode {key.mode:o})")
+    found += [f"auth socket {s} is missing" for s in auth_sockets(manifest) if not t.file(s).is_socket]
+    return found
+
+
 @operation()
 def host_verified(manifest: Manifest) -> Iterator[Any]:
     """
@@ -136,6 +192,13 @@ def host_verified(manifest: Manifest) -> Iterator[Any]:
     """
     if not state.is_executing:
         host.noop("verified after execution")
+        return
+    if host.data.get("mailserver_verify") == "testinfra":
+        problems = testinfra_misses(manifest)
+        if problems:
+            yield fail_with("verification (testinfra) failed:\n  - " + "\n  - ".join(problems))
+        else:
+            host.noop("mail host verified (testinfra)")
         return
     paths = tuple(sorted({f.path for f in manifest.files if f.secret} | {manifest.tls.key_path}))
     seen = host.get_fact(
