@@ -146,6 +146,9 @@ def main() -> int:
         }
     )
 
+    previous = json.loads(RESULTS.read_text()).get("lab", {}) if RESULTS.exists() else {}
+    if "image_build_s" not in figures and "image_build_s" in previous:
+        figures["image_build_s"] = previous["image_build_s"]  # kept from an earlier --cold-build run
     rows = [
         ("1 new host, sshd answering (median)", "one_host_s", "s"),
         ("  worst of rounds", "one_host_max_s", "s"),
