@@ -63,6 +63,18 @@ def test_render_is_deterministic_and_complete(data: dict[str, Any], family: dist
     assert [(f.path, f.content) for f in first.files] == [(f.path, f.content) for f in again.files]
     assert first.postconf == again.postconf
 
+    # the order of mailboxes and aliases in the data does not change the maps (stable, sorted output)
+    shuffled = {
+        **data,
+        "virtual": {
+            **data["virtual"],
+            "mailboxes": data["virtual"]["mailboxes"][::-1],
+            "aliases": dict(reversed(list(data["virtual"]["aliases"].items()))),
+        },
+    }
+    third = build_manifest(validate_server(shuffled, hostname="mx.example.org"), row)
+    assert [(f.path, f.content) for f in third.files] == [(f.path, f.content) for f in first.files]
+
     vmailbox = first.file("/etc/postfix/vmailbox").content
     users = first.file(row.dovecot_passwd_file).content
     for mb in data["virtual"]["mailboxes"]:
