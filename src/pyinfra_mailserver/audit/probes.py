@@ -10,7 +10,6 @@ import contextlib
 import imaplib
 import poplib
 import smtplib
-import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,13 +18,16 @@ from cryptography import x509
 
 from pyinfra_mailserver.audit import tlsprobe
 from pyinfra_mailserver.manifest import Port
-from pyinfra_mailserver.report import CheckResult, CheckSet, Severity
+from pyinfra_mailserver.report import CheckResult, CheckSet, Severity, Status
 
 FOREIGN_RCPT = "relay-probe@relay-test.invalid"  # a domain no host can be the destination of
 EXPIRY_DAYS = 21
 SMTP_PROTOCOLS = ("smtp", "submission", "smtps")
 IMAP_PROTOCOLS = ("imap", "imaps")
 POP3_PROTOCOLS = ("pop3", "pop3s")
+TLS_CHECKS = ("tls.v1_refused", "tls.v1_1_refused", "tls.v1_2_accepted", "tls.v1_3_accepted",
+              "tls.cert_chain",
+              "tls.cert_name", "tls.cert_expiry")
 
 
 @dataclass(frozen=True)
@@ -394,6 +396,7 @@ def run_probes(t: ProbeTarget, ports: Sequence[Port], section: str = "audit") ->
     ctx = tlsprobe.client_context(t.ca_file)
     for port in ports:
         proto = port.protocol
+        first = len(checks.results)
         if proto in SMTP_PROTOCOLS:
             probe_smtp(t, port, checks, ctx)  # smtplib sends `_host` (the server name) as SNI
         elif proto in IMAP_PROTOCOLS:
@@ -402,14 +405,21 @@ def run_probes(t: ProbeTarget, ports: Sequence[Port], section: str = "audit") ->
             probe_pop3(t, port, checks, ctx)
         else:
             continue
-        if port.tls != "none":
+        if port.tls == "none":
+            continue
+        blocker = _tls_blocker(checks.results[first:])
+        if blocker is None:
             probe_tls(t, port, checks)
+        else:  # already a finding of the protocol probe: one verdict per cause, not seven
+            for cid in TLS_CHECKS:
+                checks.skip(f"{cid}[{port.port}]", f"{_port_label(port)}: TLS not tested, see {blocker}")
     return checks.results
 
 
-def port_open(address: str, port: int, timeout: float = 5.0) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+def _tls_blocker(results: Sequence[CheckResult]) -> str | None:
+    """The protocol check whose failure means the port never gets to TLS (down, no STARTTLS, ...)."""
+    for r in results:
+        kind = r.id.split("[", 1)[0].split(".", 1)[-1]
+        if kind in ("reachable", "starttls", "implicit_tls", "session") and r.status is not Status.PASS:
+            return r.id
+    return None
