@@ -207,6 +207,8 @@ def managed_file(file: ManagedFile, staged: bool = False, secrets: tuple[str, ..
         _log_diff(file.path, current is not None, old, file.content, file.secret, secrets)
 
     target = staged_path(file.path)
+    if staged:  # noted before the first yield: planning stops at it, and the plan must show activation
+        _staged_set().add(file.path)
     yield StringCommand(f"umask 077 && mkdir -p {shlex.quote(posixpath.dirname(target))}")
     yield from _upload(file.content, target)
     install = "" if staged else " && " + _install_staged(file.path, target)
@@ -214,8 +216,6 @@ def managed_file(file: ManagedFile, staged: bool = False, secrets: tuple[str, ..
         f"chown {shlex.quote(file.owner)}:{shlex.quote(file.group)} {shlex.quote(target)} "
         f"&& chmod {file.mode} {shlex.quote(target)}{install}"
     )
-    if staged:
-        _staged_set().add(file.path)
 
 
 def _checker_failed(state: Any, host: Any, message: str) -> bool:
