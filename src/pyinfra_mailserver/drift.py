@@ -111,6 +111,30 @@ def compare_master(expected: Sequence[str], actual_text: str) -> list[str]:
     return out
 
 
+def expected_service_params(master: Sequence[str]) -> dict[str, str]:
+    """`postconf -P` as the manifest implies it: `service/type/name = value` from each entry's -o options."""
+    out: dict[str, str] = {}
+    for entry in master:
+        words = entry.split()
+        if len(words) < 8:
+            continue
+        svc, kind = words[0], words[1]
+        i = 8
+        while i < len(words):
+            opt = words[i]
+            if opt == "-o" and i + 1 < len(words):
+                name, _, value = words[i + 1].partition("=")
+                out[f"{svc}/{kind}/{name}"] = value
+                i += 2
+            elif opt.startswith("-o") and "=" in opt:
+                name, _, value = opt[2:].partition("=")
+                out[f"{svc}/{kind}/{name}"] = value
+                i += 1
+            else:
+                i += 1
+    return out
+
+
 def parse_doveconf(text: str) -> dict[str, str]:
     """`doveconf KEY...` output (`key = value`) as a dict; multi-line values are not expected here."""
     return parse_postconf(text)
@@ -118,7 +142,7 @@ def parse_doveconf(text: str) -> dict[str, str]:
 
 def drift_commands(m: Manifest) -> dict[str, str]:
     """Every read-only command drift needs besides the file fact, by section name."""
-    cmds: dict[str, str] = {"postconf_n": "postconf -n", "postconf_m": "postconf -M"}
+    cmds = {"postconf_n": "postconf -n", "postconf_m": "postconf -M", "postconf_p": "postconf -P"}
     if m.doveconf:
         cmds["doveconf"] = "doveconf " + " ".join(shlex.quote(k) for k in sorted(m.doveconf))
     for i, mp in enumerate(m.maps):
@@ -214,6 +238,13 @@ def evaluate(m: Manifest, host: str, files: Sequence[ManagedFile], paths: Mappin
         checks.add("drift.postconf_master", not diffs, f"master.cf in effect differs in {len(diffs)} entries",
                    ok_message=f"postconf -M matches ({len(m.postconf_master)} services)",
                    severity=Severity.HIGH, fix="re-run mailserver deploy", detail=m.mask("\n".join(diffs)))
+    pp = section("postconf_p")
+    if pp is not None and pp.rc == 0:
+        diffs = compare_params(expected_service_params(m.postconf_master), parse_postconf(pp.text))
+        checks.add("drift.postconf_services", not diffs,
+                   f"per-service parameters (postconf -P) differ in {len(diffs)}",
+                   ok_message="postconf -P matches the master.cf -o options", severity=Severity.HIGH,
+                   fix="re-run mailserver deploy", detail=m.mask("\n".join(diffs)))
     if m.doveconf:
         dc = section("doveconf")
         if dc is None or dc.rc != 0:

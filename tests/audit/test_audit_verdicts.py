@@ -47,7 +47,9 @@ def manifest() -> Manifest:
                               ("mx1.example.org",)),
         postconf={"myhostname": "mx1.example.org", "mynetworks": "127.0.0.0/8",
                   "relay_password_hint": SECRET},
-        postconf_master=("smtp inet n - y - - smtpd",),
+        postconf_master=("smtp inet n - y - - smtpd",
+                         "submission inet n - y - - smtpd -o syslog_name=postfix/submission "
+                         "-o smtpd_sasl_auth_enable=yes"),
         secrets=(SECRET,),
         sockets=("/var/spool/postfix/var/run/saslauthd/mux",),
         doveconf={"ssl": "required", "disable_plaintext_auth": "yes"},
@@ -73,7 +75,11 @@ def clean_paths(m: Manifest) -> dict[str, FileState]:
 def clean_sections(m: Manifest) -> dict[str, Section]:
     return {
         "postconf_n": Section(0, [f"{k} = {v}" for k, v in m.postconf.items()]),
-        "postconf_m": Section(0, ["smtp      inet  n       -       y       -       -       smtpd"]),
+        "postconf_m": Section(0, ["smtp      inet  n       -       y       -       -       smtpd",
+                                  "submission inet n - y - - smtpd -o syslog_name=postfix/submission "
+                                  "-o smtpd_sasl_auth_enable=yes"]),
+        "postconf_p": Section(0, ["submission/inet/syslog_name = postfix/submission",
+                                  "submission/inet/smtpd_sasl_auth_enable = yes"]),
         "doveconf": Section(0, ["disable_plaintext_auth = yes", "ssl = required"]),
         "map0": Section(0, []), "map1": Section(0, []), "sock0": Section(0, []),
         "units": Section(0, ["postfix|active|enabled", "saslauthd|active|enabled"]),
@@ -90,8 +96,8 @@ def test_clean_host_has_no_drift() -> None:
     res = evaluate(m, "mx1", m.files, clean_paths(m), {}, clean_sections(m))
     bad = [(r.id, r.message) for r in res if r.status is not Status.PASS]
     assert not bad
-    assert {"drift.postconf", "drift.postconf_master", "drift.doveconf", "drift.packages",
-            "drift.service[saslauthd]", "drift.map[/etc/aliases]"} <= {r.id for r in res}
+    assert {"drift.postconf", "drift.postconf_master", "drift.postconf_services", "drift.doveconf",
+            "drift.packages", "drift.service[saslauthd]", "drift.map[/etc/aliases]"} <= {r.id for r in res}
 
 
 def test_edited_file_shows_masked_diff_and_owner_mode() -> None:
@@ -142,7 +148,11 @@ def test_postconf_changed_extra_and_secret_masked() -> None:
 def test_master_doveconf_and_command_failure() -> None:
     m = manifest()
     sec = clean_sections(m)
-    sec["postconf_m"] = Section(0, ["smtp inet n - y - - smtpd", "relay unix - - n - - smtp"])
+    sec["postconf_m"] = Section(0, ["smtp inet n - y - - smtpd", "relay unix - - n - - smtp",
+                                    "submission inet n - y - - smtpd -o syslog_name=postfix/submission "
+                                    "-o smtpd_sasl_auth_enable=yes"])
+    sec["postconf_p"] = Section(0, ["submission/inet/syslog_name = postfix/submission",
+                                    "submission/inet/smtpd_sasl_auth_enable = no"])
     sec["doveconf"] = Section(0, ["disable_plaintext_auth = no", "ssl = required"])
     sec["postconf_n"] = Section(1, ["postconf: fatal: open /etc/postfix/main.cf: No such file"])
     r = verdicts(evaluate(m, "mx1", m.files, clean_paths(m), {}, sec))
@@ -150,6 +160,8 @@ def test_master_doveconf_and_command_failure() -> None:
     assert "unexpected: relay unix" in r["drift.postconf_master"].detail
     assert r["drift.doveconf"].status is Status.FAIL
     assert r["drift.postconf"].status is Status.ERROR
+    services = r["drift.postconf_services"]
+    assert "submission/inet/smtpd_sasl_auth_enable = 'no', expected 'yes'" in services.detail
 
 
 def test_stale_and_unanswering_maps() -> None:
