@@ -41,6 +41,7 @@ def group_data_source(
     bridge_ip: str,
     extra_aliases: dict[str, list[str]] | None = None,
     postfix_extra: dict[str, str] | None = None,
+    extra: tuple[str, ...] = (),
 ) -> str:
     """Python source of the test group data: the example's, plus the lab-only changes."""
     lines = [
@@ -59,6 +60,7 @@ def group_data_source(
         lines.append(f"mailserver['aliases'][{name!r}] = {members!r}")
     if postfix_extra:
         lines.append(f"mailserver['postfix_extra'] = {postfix_extra!r}")
+    lines.extend(extra)
     return "\n".join(lines) + "\n"
 
 
@@ -112,12 +114,24 @@ class Deployment:
         )
 
     def set_data(
-        self, extra_aliases: dict[str, list[str]] | None = None, postfix_extra: dict[str, str] | None = None
+        self,
+        extra_aliases: dict[str, list[str]] | None = None,
+        postfix_extra: dict[str, str] | None = None,
+        extra: tuple[str, ...] = (),
     ) -> None:
         """Rewrite the host's group data: the test data plus these changes (none: back to the start)."""
         self.group_file.write_text(
-            group_data_source(self.variant, self.bridge_ip, extra_aliases, postfix_extra)
+            group_data_source(self.variant, self.bridge_ip, extra_aliases, postfix_extra, extra)
         )
+
+    def secret_values(self) -> list[str]:
+        """Every secret the controller holds for this lab: hashes, plaintexts, relay password, TLS keys."""
+        values = []
+        for p in self.secrets_dir.rglob("*"):
+            if p.is_file() and p.suffix != ".crt":  # certificates are public
+                text = p.read_text().strip()
+                values += [line for line in text.splitlines() if len(line) >= 8 and "-----" not in line]
+        return values
 
     def password(self, secret: str) -> str:
         return (self.secrets_dir / f"{secret}.password").read_text().strip()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import imaplib
+import json
 import poplib
 import smtplib
 import subprocess
@@ -337,6 +338,27 @@ def test_rerun_changes_nothing_then_one_alias_changes_only_aliases(dep: Deployme
     assert any(n.endswith(f"postalias hash:{aliases}") or "postalias" in n for n in changed), changed
     assert after["services_reloaded"] == []
     dep.wait_on_host(f"postalias -q e2e-new hash:{aliases}", timeout=10)
+
+
+def test_no_secret_in_output_with_diff_and_verbose(dep: Deployment) -> None:
+    """A run that changes secret files, with --diff and -v, prints no hash, password or key."""
+    change = {
+        "virtual": "mailserver['virtual']['mailboxes'][0]['quota'] = '3G'",
+        "saslauthd": "mailserver['relay']['credentials']['username'] = 'e2e-relay@example.org'",
+    }[dep.variant]
+    dep.set_data(extra_aliases={"e2e-new": ["root"]}, extra=(change,))
+    secret_files = {f.path for f in dep.manifest.files if f.secret}
+    changed = dep.deploy("--diff", "-v")
+    assert changed["success"], changed["_report"]["errors"]
+    names = [o["name"] for o in changed["operations"] if o["changed"]]
+    assert any(any(n.endswith(p) for p in secret_files) for n in names), names
+    report = {k: v for k, v in changed.items() if not k.startswith("_")}
+    output = json.dumps(report) + json.dumps(changed["_report"]["errors"]) + changed["_stderr"]
+    assert "secret content: diff masked" in output
+    leaked = [v[:6] + "..." for v in dep.secret_values() if v in output]
+    assert leaked == [], f"secrets in output: {leaked}"
+    dep.set_data(extra_aliases={"e2e-new": ["root"]})
+    assert dep.deploy()["success"]
 
 
 def test_config_failing_postfix_checks_never_goes_live(dep: Deployment) -> None:
