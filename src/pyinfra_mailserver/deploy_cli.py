@@ -88,6 +88,37 @@ def _limit_hosts(inventory: Any, names: list[str]) -> list[Any] | None:
     return hosts
 
 
+class _OpNames(dict):  # type: ignore[type-arg]
+    """(host name, op hash) -> that host's operation name, filled as operations are added."""
+
+
+def _record_op_names() -> _OpNames:
+    """Remember each host's own operation names (pyinfra merges them per position in API mode)."""
+    import importlib
+
+    op_module = importlib.import_module("pyinfra.api.operation")  # the module, not the decorator
+
+    names = _OpNames()
+    real = op_module.generate_operation_name
+    real_solve = op_module.solve_operation_consistency
+    pending: dict[str, str] = {}
+
+    def generate(func: Any, host: Any, kwargs: Any, global_arguments: Any) -> Any:
+        result = real(func, host, kwargs, global_arguments)
+        pending[host.name] = sorted(result[0])[0]
+        return result
+
+    def solve(names_: Any, state: Any, host: Any) -> Any:
+        op_order, op_hash = real_solve(names_, state, host)
+        if host.name in pending:
+            names[(host.name, op_hash)] = pending.pop(host.name)
+        return op_order, op_hash
+
+    op_module.generate_operation_name = generate  # type: ignore[assignment]
+    op_module.solve_operation_consistency = solve  # type: ignore[assignment]
+    return names
+
+
 def run(args: argparse.Namespace) -> int:
     # gevent must patch the standard library before pyinfra (and paramiko) import it.
     from gevent import monkey
@@ -132,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
         state.print_fact_info = state.print_noop_info = True
 
     counters = {h: _Counter(h) for h in inventory}
+    op_names = _record_op_names()
     started = time.monotonic()
     failed_to_prepare: dict[str, str] = {}
     with ctx_state.use(state):
@@ -166,7 +198,8 @@ def run(args: argparse.Namespace) -> int:
             if op_data is None:
                 continue
             meta = op_data.operation_meta
-            name = ", ".join(sorted(state.op_meta[op_hash].names))
+            # pyinfra shares one name set per operation position across hosts; prefer this host's own.
+            name = op_names.get((host.name, op_hash)) or ", ".join(sorted(state.op_meta[op_hash].names))
             if meta.is_complete():
                 ops.append({
                     "name": name,

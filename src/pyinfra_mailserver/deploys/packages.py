@@ -15,8 +15,10 @@ from pyinfra_mailserver.facts import DebPackageStatus, RpmPackageStatus
 from pyinfra_mailserver.manifest import Manifest
 
 APT_ENV = "DEBIAN_FRONTEND=noninteractive"
+# Wait for a dpkg lock held by e.g. apt-daily (fresh cloud hosts) instead of failing at once.
+APT_OPTS = "-o DPkg::Lock::Timeout=300 -o Acquire::Retries=3"
 APT_INSTALL = (
-    "apt-get install -y -q --no-install-recommends "
+    f"apt-get install -y -q --no-install-recommends {APT_OPTS} "
     "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold"
 )
 
@@ -60,8 +62,8 @@ def packages_installed(
             lines = "\n".join(" ".join(d) for d in preseed)
             yield StringCommand(f"printf '%s\\n' {shlex.quote(lines)} | debconf-set-selections")
         yield StringCommand(
-            f"{APT_ENV} apt-get update -q -o Acquire::Retries=3 && {APT_ENV} {APT_INSTALL} {names} "
-            f"|| {{ sleep 2; {APT_ENV} apt-get update -q && {APT_ENV} {APT_INSTALL} {names}; }}"
+            f"{APT_ENV} apt-get update -q {APT_OPTS} && {APT_ENV} {APT_INSTALL} {names} "
+            f"|| {{ sleep 2; {APT_ENV} apt-get update -q {APT_OPTS} && {APT_ENV} {APT_INSTALL} {names}; }}"
         )
     else:
         yield StringCommand(f"dnf install -y -q {names}")
