@@ -6,7 +6,15 @@ from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 
 from pyinfra_mailserver.deploys import init, packages
-from pyinfra_mailserver.deploys.ops import config_activated, is_under, managed_file, notify, reload_condition
+from pyinfra_mailserver.deploys.ops import (
+    config_activated,
+    is_under,
+    managed_file,
+    manifest_paths,
+    notify,
+    register_paths,
+    reload_condition,
+)
 from pyinfra_mailserver.manifest import Manifest
 
 # doveconf parses the whole staged tree (includes are relative to dovecot.conf) and exits non-zero on error.
@@ -28,6 +36,7 @@ def install(manifest: Manifest) -> None:
 @deploy("Dovecot configure")
 def configure(manifest: Manifest) -> dict[str, OperationMeta]:
     """Configure phase: upload changed files into the stage, validate the staged tree, activate it."""
+    register_paths(manifest_paths(manifest))  # one ManagedPaths read for all
     staged = set(staged_files(manifest))
     ops = {
         f.path: notify(

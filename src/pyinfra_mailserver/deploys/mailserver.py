@@ -16,7 +16,7 @@ from pyinfra_mailserver.deploys import dovecot, packages, postfix, sasl, tls, ve
 from pyinfra_mailserver.deploys.ops import (
     accounts_present,
     directories_present,
-    map_output,
+    manifest_paths,
     register_paths,
 )
 from pyinfra_mailserver.manifest import Manifest, build_manifest
@@ -65,15 +65,6 @@ def manifest_for_host() -> Manifest:
     return build_manifest(server, distro.get(family))
 
 
-def managed_paths(manifest: Manifest) -> set[str]:
-    """Every path whose state one `ManagedPaths` fact reads: files, TLS files, directories, map outputs."""
-    paths = {f.path for f in manifest.files} | {d.path for d in manifest.directories}
-    paths |= {m.source for m in manifest.maps} | {map_output(m) for m in manifest.maps}
-    plan = manifest.tls
-    paths |= {p for p in (plan.cert_path, plan.key_path, plan.ca_path) if p}
-    return paths
-
-
 @deploy("Mail server")
 def deploy_mailserver(manifest: Manifest | None = None, raise_errors: bool = False) -> Manifest | None:
     """Provision the host as its manifest says: packages, accounts, TLS, Postfix, SASL, Dovecot, verify.
@@ -94,7 +85,7 @@ def deploy_mailserver(manifest: Manifest | None = None, raise_errors: bool = Fal
             host.log_styled(f"cannot deploy: {e}", fg="red", log_func=logger.error)
             state.fail_hosts({host})
             return None
-    register_paths(managed_paths(manifest))
+    register_paths(manifest_paths(manifest))
 
     packages.install._inner(manifest)  # type: ignore[attr-defined]
     accounts_present(name="Mail users and groups", groups=manifest.groups, users=manifest.users)

@@ -30,7 +30,7 @@ from pyinfra.context import ctx_host
 from pyinfra.facts.files import FileContents
 
 from pyinfra_mailserver.facts import Accounts, AccountState, FileState, ManagedPaths
-from pyinfra_mailserver.manifest import Directory, Group, ManagedFile, PostfixMap, User
+from pyinfra_mailserver.manifest import Directory, Group, ManagedFile, Manifest, PostfixMap, User
 
 # Where changed files wait (root-only) before they replace the live ones; host data can move it.
 DEFAULT_STAGE_DIR = "/var/lib/pyinfra-mailserver/stage"
@@ -86,10 +86,24 @@ def register_paths(paths: Iterable[str]) -> None:
     known.update(paths)
 
 
-def path_states() -> dict[str, FileState]:
-    """Hash + stat of all registered paths: one command per stage of the run."""
-    paths = tuple(sorted(_host_cache().get(("paths", id(state)), set())))
-    return cached("paths", lambda: host.get_fact(ManagedPaths, paths=paths))
+def manifest_paths(manifest: Manifest) -> set[str]:
+    """Every path whose state one `ManagedPaths` fact reads: files, TLS files, directories, map outputs."""
+    paths = {f.path for f in manifest.files} | {d.path for d in manifest.directories}
+    paths |= {m.source for m in manifest.maps} | {map_output(m) for m in manifest.maps}
+    plan = manifest.tls
+    paths |= {p for p in (plan.cert_path, plan.key_path, plan.ca_path) if p}
+    return paths
+
+
+def path_states(*needed: str) -> dict[str, FileState]:
+    """Hash + stat of all registered paths: one command per stage of the run.
+
+    A path not registered yet (a service deploy used on its own) is added, and the set read again:
+    correct first, fast when the caller registered everything up front as `deploy_mailserver` does.
+    """
+    register_paths(needed)
+    paths = tuple(sorted(_host_cache()[("paths", id(state))]))
+    return cached(f"paths:{hash(paths)}", lambda: host.get_fact(ManagedPaths, paths=paths))
 
 
 def _staged_set() -> set[str]:
@@ -190,7 +204,7 @@ def managed_file(file: ManagedFile, staged: bool = False, secrets: tuple[str, ..
 
         managed_file(name="Postfix main.cf", file=manifest.file("/etc/postfix/main.cf"), staged=True)
     """
-    current = path_states().get(file.path)
+    current = path_states(file.path).get(file.path)
     if current is not None and current.sha256 == sha256_text(file.content):
         if current.owner == file.owner and current.group == file.group and current.mode_matches(file.mode):
             host.noop(f"{file.path} is up to date")
@@ -315,7 +329,7 @@ def map_built(map: PostfixMap) -> Iterator[Any]:
 
 def map_is_stale(m: PostfixMap) -> bool:
     """The indexed file is missing or older than its source, per the start-of-stage snapshot."""
-    paths = path_states()
+    paths = path_states(m.source, map_output(m))
     src, out = paths.get(m.source), paths.get(map_output(m))
     return src is not None and (out is None or out.mtime < src.mtime)
 
@@ -333,7 +347,7 @@ def directories_present(directories: tuple[Directory, ...]) -> Iterator[Any]:
 
         directories_present(name="Mail directories", directories=manifest.directories)
     """
-    paths = path_states()
+    paths = path_states(*(d.path for d in directories))
     todo = []
     for d in directories:
         cur = paths.get(d.path)

@@ -11,9 +11,11 @@ from pyinfra_mailserver.deploys.ops import (
     config_activated,
     is_under,
     managed_file,
+    manifest_paths,
     map_built,
     map_is_stale,
     notify,
+    register_paths,
     reload_condition,
 )
 from pyinfra_mailserver.manifest import Manifest
@@ -44,6 +46,7 @@ def install(manifest: Manifest) -> None:
 @deploy("Postfix configure")
 def configure(manifest: Manifest) -> dict[str, OperationMeta]:
     """Configure phase: upload changed files, validate and activate the staged tree, build stale maps."""
+    register_paths(manifest_paths(manifest))  # one ManagedPaths read for all
     staged = set(staged_files(manifest))
     ops: dict[str, OperationMeta] = {}
     sources = {m.source for m in manifest.maps}

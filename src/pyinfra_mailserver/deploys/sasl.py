@@ -6,7 +6,13 @@ from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 
 from pyinfra_mailserver.deploys import init, packages
-from pyinfra_mailserver.deploys.ops import managed_file, notify, reload_condition
+from pyinfra_mailserver.deploys.ops import (
+    managed_file,
+    manifest_paths,
+    notify,
+    register_paths,
+    reload_condition,
+)
 from pyinfra_mailserver.manifest import Manifest
 
 
@@ -19,6 +25,7 @@ def install(manifest: Manifest) -> None:
 @deploy("saslauthd configure")
 def configure(manifest: Manifest) -> dict[str, OperationMeta]:
     """Configure phase: the defaults file (START, MECHANISMS, OPTIONS) and the SASL smtpd.conf."""
+    register_paths(manifest_paths(manifest))  # one ManagedPaths read for all
     return {
         f.path: notify(f.reload, managed_file(name=f"SASL file {f.path}", file=f, secrets=manifest.secrets))
         for f in manifest.files_for("saslauthd")

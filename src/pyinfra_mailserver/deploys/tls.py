@@ -9,7 +9,7 @@ from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 
 from pyinfra_mailserver import pki
-from pyinfra_mailserver.deploys.ops import managed_file, notify
+from pyinfra_mailserver.deploys.ops import managed_file, manifest_paths, notify, register_paths
 from pyinfra_mailserver.inventory import host_data, secrets_dir_for
 from pyinfra_mailserver.manifest import ManagedFile, Manifest
 
@@ -48,6 +48,7 @@ def tls_files(manifest: Manifest) -> tuple[ManagedFile, ...]:
 @deploy("TLS configure")
 def configure(manifest: Manifest) -> dict[str, OperationMeta]:
     """Configure phase: upload the generated cert, chain and key (with `files` they are the operator's)."""
+    register_paths(manifest_paths(manifest))  # one ManagedPaths read for all
     ops = {}
     for f in tls_files(manifest) + manifest.files_for("tls"):
         ops[f.path] = notify(
