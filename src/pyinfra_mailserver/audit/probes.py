@@ -64,15 +64,17 @@ class _Smtp:
 
     def __init__(self, t: ProbeTarget, port: Port, ctx: ssl.SSLContext) -> None:
         self.t, self.port, self.ctx = t, port, ctx
-        cls = smtplib.SMTP_SSL if port.tls == "implicit" else smtplib.SMTP
-        kwargs = {"context": ctx} if port.tls == "implicit" else {}
         # local_hostname set explicitly: smtplib would otherwise call socket.getfqdn() (a DNS query)
-        self.s = cls(local_hostname="audit-probe", timeout=t.timeout, **kwargs)
-        self.s._host = t.server_name  # type: ignore[attr-defined]  # SNI for implicit TLS and STARTTLS
+        self.s: smtplib.SMTP
+        if port.tls == "implicit":
+            self.s = smtplib.SMTP_SSL(local_hostname="audit-probe", timeout=t.timeout, context=ctx)
+        else:
+            self.s = smtplib.SMTP(local_hostname="audit-probe", timeout=t.timeout)
+        self.s._host = t.server_name  # type: ignore[attr-defined,union-attr]  # SNI: implicit TLS, STARTTLS
         code, msg = self.s.connect(t.address, port.port)
         self.banner = (code, msg)
+        assert self.s.sock is not None
         self.s.local_hostname = f"[{self.s.sock.getsockname()[0]}]"  # address literal: no DNS needed
-        self.s._host = t.server_name  # type: ignore[attr-defined]
 
     def ehlo(self) -> list[str]:
         self.s.ehlo()
@@ -190,7 +192,8 @@ def probe_smtp(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
 
 def _smtp_error(e: smtplib.SMTPException) -> str:
     if isinstance(e, smtplib.SMTPResponseException):
-        return f"{e.smtp_code} {e.smtp_error.decode('latin-1', 'replace')}"
+        err = e.smtp_error
+        return f"{e.smtp_code} {err.decode('latin-1', 'replace') if isinstance(err, bytes) else err}"
     return str(e)
 
 
