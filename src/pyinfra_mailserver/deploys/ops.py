@@ -223,7 +223,11 @@ def managed_file(file: ManagedFile, staged: bool = False, secrets: tuple[str, ..
     target = staged_path(file.path)
     if staged:  # noted before the first yield: planning stops at it, and the plan must show activation
         _staged_set().add(file.path)
-    yield StringCommand(f"umask 077 && mkdir -p {shlex.quote(posixpath.dirname(target))}")
+    # The stage is root-only even if something else made it first: everything below it is private.
+    yield StringCommand(
+        f"umask 077 && mkdir -p {shlex.quote(posixpath.dirname(target))} "
+        f"&& chmod 700 {shlex.quote(stage_dir())}"
+    )
     yield from _upload(file.content, target)
     install = "" if staged else " && " + _install_staged(file.path, target)
     yield StringCommand(
@@ -254,8 +258,8 @@ def config_activated(
     Validate a staged config tree with the host's own programs, then install its changed files.
 
     + config_dir: the live directory the checkers read (e.g. /etc/postfix)
-    + checks: shell commands run against the staged tree; `{stage}` is replaced by its path; any failure
-      (non-zero exit, or output on stderr where the command says so) aborts with the checker's message
+    + checks: shell commands run against the staged tree; `{stage}` is replaced by its path; a non-zero
+      exit (or, for `postconf`, any warning on stderr) aborts with the checker's message
     + files: the managed files of this tree; those waiting in the stage are installed
     + restart_when: shell probes run with `{tree}` = live then staged dir; if any prints different
       output the service needs a restart, not a reload (`restart_marker(service)` is left for the handler)
@@ -279,11 +283,18 @@ def config_activated(
     if not waiting:
         host.noop(f"no staged change under {config_dir}")
         return
-    tree = staged_path(config_dir)
-    q_tree = shlex.quote(tree)
+    # Checked in a fresh copy of the live tree overlaid with exactly this run's staged files, so a file
+    # left in the stage by an interrupted run is never what gets validated.
+    tree = posixpath.join(stage_dir(), "check", config_dir.lstrip("/"))
+    q_tree, q_live = shlex.quote(tree), shlex.quote(config_dir)
     script = [
         "set -u; umask 077",
-        f"mkdir -p {q_tree} && cp -an {shlex.quote(config_dir)}/. {q_tree}/",
+        f"rm -rf {q_tree} && mkdir -p {q_tree} && cp -a {q_live}/. {q_tree}/ || exit 1",
+        *(
+            shlex.join(["cp", "-p", staged_path(f), posixpath.join(tree, posixpath.relpath(f, config_dir))])
+            + " || exit 1"
+            for f in waiting
+        ),
         'fail() { printf "%s\\n" "$1" >&2; printf "%s\\n" "$2" >&2; '
         + " ".join(f"rm -f {shlex.quote(staged_path(f))};" for f in waiting)
         + f" rm -rf {q_tree}; exit 1; }}",
@@ -294,15 +305,15 @@ def config_activated(
             f"out=$({cmd} 2>&1 >/dev/null); rc=$?; "
             f'[ $rc -eq 0 ] || fail "check failed: {cmd} (exit $rc)" "$out"'
         )
-        if check.startswith("postconf"):
+        if check.startswith("postconf"):  # postconf warns on stderr and still exits 0
             script.append(f'[ -z "$out" ] || fail "check failed: {cmd} printed warnings" "$out"')
     marker = shlex.quote(restart_marker(service or posixpath.basename(config_dir)))
     for probe in restart_when:
-        live, new = probe.replace("{tree}", shlex.quote(config_dir)), probe.replace("{tree}", q_tree)
+        live, new = probe.replace("{tree}", q_live), probe.replace("{tree}", q_tree)
         script.append(f'[ "$({live} 2>/dev/null)" = "$({new} 2>/dev/null)" ] || touch {marker}')
     for f in waiting:
         script.append(_install_staged(f, staged_path(f)) + " || exit 1")
-    script.append(f"rm -rf {q_tree}")
+    script.append(f"rm -rf {q_tree} {shlex.quote(staged_path(config_dir))}")
     yield StringCommand("sh", "-c", shlex.quote("\n".join(script)))
 
 
