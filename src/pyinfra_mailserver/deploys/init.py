@@ -13,6 +13,21 @@ from pyinfra_mailserver.deploys.ops import _skipped_by_if, cached, record, resta
 from pyinfra_mailserver.manifest import Service
 
 
+def unit_state_script(units: tuple[str, ...], prefix: str = "") -> str:
+    """Shell printing `PREFIX<unit>|<active state>|<enabled state>` per unit (also used by verify).
+
+    A wrapper unit (Debian's postfix.service is a oneshot that stays "active") is only as active as the
+    units it consists of (postfix@-.service, the real master), so those are asked too.
+    """
+    q = " ".join(shlex.quote(u) for u in units)
+    return (
+        f'for u in {q}; do parts=$(systemctl show -p ConsistsOf --value "$u" 2>/dev/null); '
+        'a=$(systemctl is-active "$u" $parts 2>/dev/null | grep -vx active | head -n1); '
+        f'printf \'{prefix}%s|%s|%s\\n\' "$u" "${{a:-active}}" "$(systemctl is-enabled "$u" 2>/dev/null)"; '
+        "done"
+    )
+
+
 class UnitStates(FactBase[dict[str, tuple[str, str]]]):
     """(active state, enabled state) of each named unit, e.g. ("active", "enabled"), in one command."""
 
@@ -21,14 +36,7 @@ class UnitStates(FactBase[dict[str, tuple[str, str]]]):
         return {}
 
     def command(self, units: tuple[str, ...]) -> str:
-        # A wrapper unit (Debian's postfix.service is a oneshot that stays "active") is only as active
-        # as the units it consists of (postfix@-.service, the real master), so those are asked too.
-        q = " ".join(shlex.quote(u) for u in units)
-        return (
-            f'for u in {q}; do parts=$(systemctl show -p ConsistsOf --value "$u" 2>/dev/null); '
-            'a=$(systemctl is-active "$u" $parts 2>/dev/null | grep -vx active | head -n1); '
-            'printf \'%s|%s|%s\\n\' "$u" "${a:-active}" "$(systemctl is-enabled "$u" 2>/dev/null)"; done'
-        )
+        return unit_state_script(units)
 
     def process(self, output: list[str]) -> dict[str, tuple[str, str]]:
         result = {}

@@ -9,7 +9,7 @@ from typing import Any
 from pyinfra import host, state
 from pyinfra.api import FactBase, deploy, operation
 
-from pyinfra_mailserver.deploys.init import ENABLED_STATES
+from pyinfra_mailserver.deploys.init import ENABLED_STATES, unit_state_script
 from pyinfra_mailserver.deploys.ops import fail_with
 from pyinfra_mailserver.distro import Family
 from pyinfra_mailserver.manifest import Manifest
@@ -51,12 +51,9 @@ class MailHostCheck(FactBase[dict[str, list[str]]]):
             wait,
             pkg if packages else "true",
             "ss -Hltn 2>/dev/null | awk '{print \"port|\" $4}'",
-            *(
-                f"printf 'unit|%s|%s|%s\\n' {q(u)} \"$(systemctl is-active {q(u)})\" "
-                f'"$(systemctl is-enabled {q(u)} 2>/dev/null)"'
-                for u in units
-            ),
         ]
+        if units:
+            parts.append(unit_state_script(units, prefix="unit|"))
         if paths:
             parts.append(f"stat -c 'file|%n|%U|%G|%a' {' '.join(map(q, paths))} 2>/dev/null")
         parts += [f"[ -S {q(s)} ] && echo 'socket|'{q(s)}" for s in sockets]
