@@ -7,13 +7,13 @@ from pyinfra.api.operation import OperationMeta
 
 from pyinfra_mailserver.deploys import init, packages
 from pyinfra_mailserver.deploys.ops import (
-    config_activated,
+    activate_config,
     is_under,
-    managed_file,
     manifest_paths,
     notify,
     register_paths,
     reload_condition,
+    sync_file,
 )
 from pyinfra_mailserver.manifest import Manifest
 
@@ -41,14 +41,14 @@ def configure(manifest: Manifest) -> dict[str, OperationMeta]:
     ops = {
         f.path: notify(
             f.reload,
-            managed_file(
+            sync_file(
                 name=f"Dovecot file {f.path}", file=f, staged=f.path in staged, secrets=manifest.secrets
             ),
         )
         for f in manifest.files_for("dovecot")
     }
     if staged:
-        config_activated(
+        activate_config(
             name="Check and activate the Dovecot config",
             config_dir=manifest.distro.dovecot_dir,
             checks=CHECKS,
@@ -63,7 +63,7 @@ def activate(manifest: Manifest) -> None:
     units = tuple(s.unit for s in manifest.services)
     for s in manifest.services:
         if s.name == "dovecot":
-            init.service_reloaded(
+            init.reload_service(
                 name="Restart Dovecot", service=s, units=units, _if=reload_condition("dovecot")
             )
-            init.service_running(name="Dovecot enabled and running", service=s, units=units)
+            init.ensure_service_running(name="Dovecot enabled and running", service=s, units=units)

@@ -60,7 +60,7 @@ def _started() -> set[str]:
 
 
 @operation()
-def service_running(service: Service, units: tuple[str, ...] = ()) -> Iterator[Any]:
+def ensure_service_running(service: Service, units: tuple[str, ...] = ()) -> Iterator[Any]:
     """
     Make a service enabled at boot and running, as the manifest says.
 
@@ -71,7 +71,7 @@ def service_running(service: Service, units: tuple[str, ...] = ()) -> Iterator[A
 
     .. code:: python
 
-        service_running(name="Postfix enabled and running", service=postfix_service)
+        ensure_service_running(name="Postfix enabled and running", service=postfix_service)
     """
     active, enabled = unit_states(units or (service.unit,)).get(service.unit, ("", ""))
     cmds = []
@@ -88,7 +88,7 @@ def service_running(service: Service, units: tuple[str, ...] = ()) -> Iterator[A
 
 
 @operation()
-def service_reloaded(service: Service, units: tuple[str, ...] = ()) -> Iterator[Any]:
+def reload_service(service: Service, units: tuple[str, ...] = ()) -> Iterator[Any]:
     """
     Reload (or restart, when the service cannot reload) a running service after its inputs changed.
 
@@ -96,13 +96,13 @@ def service_reloaded(service: Service, units: tuple[str, ...] = ()) -> Iterator[
     + units: every unit of the deploy, so one fact reads them all
 
     Use as a handler: `_if=changed(*ops_that_feed_it)`. A unit that is not running is left to
-    `service_running`, which starts it with the new config anyway.
+    `ensure_service_running`, which starts it with the new config anyway.
 
     **Example:**
 
     .. code:: python
 
-        service_reloaded(name="Reload Postfix", service=postfix_service, _if=changed(main_cf_op))
+        reload_service(name="Reload Postfix", service=postfix_service, _if=changed(main_cf_op))
     """
     if _skipped_by_if():
         host.noop(f"{service.unit}: inputs unchanged")

@@ -14,8 +14,8 @@ from pyinfra.facts.server import LinuxDistribution
 from pyinfra_mailserver import distro, inventory
 from pyinfra_mailserver.deploys import dovecot, packages, postfix, sasl, tls, verify
 from pyinfra_mailserver.deploys.ops import (
-    accounts_present,
-    directories_present,
+    ensure_accounts,
+    ensure_directories,
     manifest_paths,
     register_paths,
 )
@@ -88,8 +88,8 @@ def deploy_mailserver(manifest: Manifest | None = None, raise_errors: bool = Fal
     register_paths(manifest_paths(manifest))
 
     packages.install._inner(manifest)  # type: ignore[attr-defined]
-    accounts_present(name="Mail users and groups", groups=manifest.groups, users=manifest.users)
-    directories_present(name="Mail directories", directories=manifest.directories)
+    ensure_accounts(name="Mail users and groups", groups=manifest.groups, users=manifest.users)
+    ensure_directories(name="Mail directories", directories=manifest.directories)
     packages.configure._inner(manifest)  # type: ignore[attr-defined]
 
     tls.configure._inner(manifest)  # type: ignore[attr-defined]

@@ -7,7 +7,7 @@ decides what changed, an unchanged file costs no command at all (`host.noop`), a
 written into a root-only 0700 stage directory, given its owner and mode there, then copied next to its
 target and renamed over it, so a key is never readable on the host, even briefly.
 
-Files of a config tree with a checker (Postfix, Dovecot) stay in the stage until `config_activated`
+Files of a config tree with a checker (Postfix, Dovecot) stay in the stage until `activate_config`
 validated the whole staged tree with the host's own programs; a failed check leaves the live config as it
 was.
 """
@@ -188,12 +188,12 @@ def _install_staged(live: str, staged: str) -> str:
 
 
 @operation()
-def managed_file(file: ManagedFile, staged: bool = False, secrets: tuple[str, ...] = ()) -> Iterator[Any]:
+def sync_file(file: ManagedFile, staged: bool = False, secrets: tuple[str, ...] = ()) -> Iterator[Any]:
     """
     Make one managed file match its rendered content, owner, group and mode.
 
     + file: the manifest entry (path, content, owner, group, mode, secret)
-    + staged: leave the new file in the stage for `config_activated` to validate and install
+    + staged: leave the new file in the stage for `activate_config` to validate and install
     + secrets: strings to mask in `--diff` output
 
     A changed file goes through the root-only stage (see module doc); an unchanged one costs nothing.
@@ -202,7 +202,7 @@ def managed_file(file: ManagedFile, staged: bool = False, secrets: tuple[str, ..
 
     .. code:: python
 
-        managed_file(name="Postfix main.cf", file=manifest.file("/etc/postfix/main.cf"), staged=True)
+        sync_file(name="Postfix main.cf", file=manifest.file("/etc/postfix/main.cf"), staged=True)
     """
     current = path_states(file.path).get(file.path)
     if current is not None and current.sha256 == sha256_text(file.content):
@@ -247,7 +247,7 @@ def restart_marker(service: str) -> str:
 
 
 @operation()
-def config_activated(
+def activate_config(
     config_dir: str,
     checks: tuple[str, ...],
     files: tuple[str, ...],
@@ -272,7 +272,7 @@ def config_activated(
 
     .. code:: python
 
-        config_activated(
+        activate_config(
             name="Check and activate Postfix config",
             config_dir="/etc/postfix",
             checks=("postfix -c {stage} check",),
@@ -318,7 +318,7 @@ def config_activated(
 
 
 @operation()
-def map_built(map: PostfixMap) -> Iterator[Any]:
+def build_map(map: PostfixMap) -> Iterator[Any]:
     """
     Build a Postfix lookup table from its source (postmap / postalias), when asked or when it is stale.
 
@@ -330,7 +330,7 @@ def map_built(map: PostfixMap) -> Iterator[Any]:
 
     .. code:: python
 
-        map_built(name="postalias /etc/aliases", map=m, _if=changed(aliases_op))
+        build_map(name="postalias /etc/aliases", map=m, _if=changed(aliases_op))
     """
     if _skipped_by_if():
         host.noop(f"{map.spec} source unchanged")
@@ -346,7 +346,7 @@ def map_is_stale(m: PostfixMap) -> bool:
 
 
 @operation()
-def directories_present(directories: tuple[Directory, ...]) -> Iterator[Any]:
+def ensure_directories(directories: tuple[Directory, ...]) -> Iterator[Any]:
     """
     Make directories exist with their owner, group and mode, all fixed by one command.
 
@@ -356,7 +356,7 @@ def directories_present(directories: tuple[Directory, ...]) -> Iterator[Any]:
 
     .. code:: python
 
-        directories_present(name="Mail directories", directories=manifest.directories)
+        ensure_directories(name="Mail directories", directories=manifest.directories)
     """
     paths = path_states(*(d.path for d in directories))
     todo = []
@@ -401,7 +401,7 @@ def account_state(users: tuple[User, ...], groups: tuple[Group, ...]) -> Account
 
 
 @operation()
-def accounts_present(groups: tuple[Group, ...], users: tuple[User, ...]) -> Iterator[Any]:
+def ensure_accounts(groups: tuple[Group, ...], users: tuple[User, ...]) -> Iterator[Any]:
     """
     Make groups and users exist with their ids, home, shell, supplementary groups and password hash.
 
@@ -413,7 +413,7 @@ def accounts_present(groups: tuple[Group, ...], users: tuple[User, ...]) -> Iter
 
     .. code:: python
 
-        accounts_present(name="Mail users and groups", groups=manifest.groups, users=manifest.users)
+        ensure_accounts(name="Mail users and groups", groups=manifest.groups, users=manifest.users)
     """
     current = account_state(users, groups)
     cmds: list[str] = []

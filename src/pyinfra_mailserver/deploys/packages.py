@@ -9,7 +9,7 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import StringCommand, deploy, operation
 
-from pyinfra_mailserver.deploys.ops import cached, managed_file
+from pyinfra_mailserver.deploys.ops import cached, sync_file
 from pyinfra_mailserver.distro import Family
 from pyinfra_mailserver.facts import DebPackageStatus, RpmPackageStatus
 from pyinfra_mailserver.manifest import Manifest
@@ -30,7 +30,7 @@ def installed_packages(family: Family, packages: tuple[str, ...]) -> dict[str, s
 
 
 @operation()
-def packages_installed(
+def install_packages(
     packages: tuple[str, ...],
     family: Family = Family.DEBIAN,
     debconf: tuple[tuple[str, str, str, str], ...] = (),
@@ -46,7 +46,7 @@ def packages_installed(
 
     .. code:: python
 
-        packages_installed(
+        install_packages(
             name="Mail packages", packages=m.packages, family=m.distro.family, debconf=m.debconf
         )
     """
@@ -72,7 +72,7 @@ def packages_installed(
 @deploy("Mail packages")
 def install(manifest: Manifest) -> None:
     """Install phase: every package the manifest lists (one command when something is missing)."""
-    packages_installed(
+    install_packages(
         name="Install mail packages",
         packages=manifest.packages,
         family=manifest.distro.family,
@@ -84,4 +84,4 @@ def install(manifest: Manifest) -> None:
 def configure(manifest: Manifest) -> None:
     """Configure phase for files that belong to no service (e.g. /etc/mailname)."""
     for f in manifest.files_for("system"):
-        managed_file(name=f"File {f.path}", file=f, secrets=manifest.secrets)
+        sync_file(name=f"File {f.path}", file=f, secrets=manifest.secrets)

@@ -7,21 +7,21 @@ from pyinfra.api.operation import OperationMeta
 
 from pyinfra_mailserver.deploys import init, packages
 from pyinfra_mailserver.deploys.ops import (
+    activate_config,
+    build_map,
     changed,
-    config_activated,
     is_under,
-    managed_file,
     manifest_paths,
-    map_built,
     map_is_stale,
     notify,
     register_paths,
     reload_condition,
+    sync_file,
 )
 from pyinfra_mailserver.manifest import Manifest
 
 # Checks run against the staged tree; `postconf` prints warnings (unknown or mistyped parameters) on
-# stderr with exit status 0, so config_activated treats any output of a `postconf` check as an error.
+# stderr with exit status 0, so activate_config treats any output of a `postconf` check as an error.
 CHECKS = ("postfix -c {stage} check", "postconf -c {stage} -n")
 # Parameters `postfix reload` cannot apply (master must be stopped and started): a change restarts.
 RESTART_PROBES = ("postconf -c {tree} -h inet_interfaces inet_protocols",)
@@ -55,11 +55,11 @@ def configure(manifest: Manifest) -> dict[str, OperationMeta]:
         # rebuilt indexed map by itself. So changing an alias runs newaliases and nothing else.
         ops[f.path] = notify(
             () if f.path in sources else f.reload,
-            managed_file(
+            sync_file(
                 name=f"Postfix file {f.path}", file=f, staged=f.path in staged, secrets=manifest.secrets
             ),
         )
-    config_activated(
+    activate_config(
         name="Check and activate the Postfix config",
         config_dir=manifest.distro.postfix_dir,
         checks=CHECKS,
@@ -69,7 +69,7 @@ def configure(manifest: Manifest) -> dict[str, OperationMeta]:
     )
     for m in manifest.maps:
         source_changed = changed(ops[m.source]) if m.source in ops else (lambda: False)
-        map_built(
+        build_map(
             name=f"{m.command} {m.spec}",
             map=m,
             _if=lambda cond=source_changed, m=m: cond() or map_is_stale(m),
@@ -83,7 +83,7 @@ def activate(manifest: Manifest) -> None:
     units = tuple(s.unit for s in manifest.services)
     for s in manifest.services:
         if s.name == "postfix":
-            init.service_reloaded(
+            init.reload_service(
                 name="Reload Postfix", service=s, units=units, _if=reload_condition("postfix")
             )
-            init.service_running(name="Postfix enabled and running", service=s, units=units)
+            init.ensure_service_running(name="Postfix enabled and running", service=s, units=units)

@@ -7,11 +7,11 @@ from pyinfra.api.operation import OperationMeta
 
 from pyinfra_mailserver.deploys import init, packages
 from pyinfra_mailserver.deploys.ops import (
-    managed_file,
     manifest_paths,
     notify,
     register_paths,
     reload_condition,
+    sync_file,
 )
 from pyinfra_mailserver.manifest import Manifest
 
@@ -27,7 +27,7 @@ def configure(manifest: Manifest) -> dict[str, OperationMeta]:
     """Configure phase: the defaults file (START, MECHANISMS, OPTIONS) and the SASL smtpd.conf."""
     register_paths(manifest_paths(manifest))  # one ManagedPaths read for all
     return {
-        f.path: notify(f.reload, managed_file(name=f"SASL file {f.path}", file=f, secrets=manifest.secrets))
+        f.path: notify(f.reload, sync_file(name=f"SASL file {f.path}", file=f, secrets=manifest.secrets))
         for f in manifest.files_for("saslauthd")
     }
 
@@ -38,7 +38,7 @@ def activate(manifest: Manifest) -> None:
     units = tuple(s.unit for s in manifest.services)
     for s in manifest.services:
         if s.name == "saslauthd":
-            init.service_reloaded(
+            init.reload_service(
                 name="Restart saslauthd", service=s, units=units, _if=reload_condition("saslauthd")
             )
-            init.service_running(name="saslauthd enabled and running", service=s, units=units)
+            init.ensure_service_running(name="saslauthd enabled and running", service=s, units=units)

@@ -9,7 +9,7 @@ from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 
 from pyinfra_mailserver import pki
-from pyinfra_mailserver.deploys.ops import managed_file, manifest_paths, notify, register_paths
+from pyinfra_mailserver.deploys.ops import manifest_paths, notify, register_paths, sync_file
 from pyinfra_mailserver.inventory import host_data, secrets_dir_for
 from pyinfra_mailserver.manifest import ManagedFile, Manifest
 
@@ -52,6 +52,6 @@ def configure(manifest: Manifest) -> dict[str, OperationMeta]:
     ops = {}
     for f in tls_files(manifest) + manifest.files_for("tls"):
         ops[f.path] = notify(
-            f.reload, managed_file(name=f"TLS file {f.path}", file=f, secrets=manifest.secrets)
+            f.reload, sync_file(name=f"TLS file {f.path}", file=f, secrets=manifest.secrets)
         )
     return ops

@@ -173,7 +173,7 @@ def testinfra_misses(manifest: Manifest) -> list[str]:
 
 
 @operation()
-def host_verified(manifest: Manifest) -> Iterator[Any]:
+def verify_host(manifest: Manifest) -> Iterator[Any]:
     """
     Check the host is what the manifest describes; fail naming every miss (nothing runs when all is well).
 
@@ -185,7 +185,7 @@ def host_verified(manifest: Manifest) -> Iterator[Any]:
 
     .. code:: python
 
-        host_verified(name="Verify the mail host", manifest=manifest)
+        verify_host(name="Verify the mail host", manifest=manifest)
     """
     if not state.is_executing:
         host.noop("verified after execution")
@@ -216,5 +216,5 @@ def host_verified(manifest: Manifest) -> Iterator[Any]:
 
 @deploy("Verify")
 def verify(manifest: Manifest) -> None:
-    """Final phase of every deploy: the host must pass `host_verified`."""
-    host_verified(name="Verify the mail host", manifest=manifest)
+    """Final phase of every deploy: the host must pass `verify_host`."""
+    verify_host(name="Verify the mail host", manifest=manifest)
