@@ -9,6 +9,8 @@ from pydantic import Field, field_validator
 
 from pyinfra_mailserver.model.common import Fqdn, Network, Strict, check_domain, err
 
+# Postfix keeps sizes in a signed 64-bit long; a larger value makes postconf/postfix fail at run time.
+SIZE_MAX = 2**63 - 1
 _DEST_VAR = re.compile(r"^(?:[a-z0-9.-]*\$(myhostname|mydomain)|\$(myhostname|mydomain))$")
 
 
@@ -40,8 +42,10 @@ class Identity(Strict):
         default=None, description="Used only when mynetworks is null; 'host' is the safe choice."
     )
     recipient_delimiter: str = Field(default="+", max_length=4)
-    mailbox_size_limit: int = Field(default=0, ge=0, description="Bytes; 0 = unlimited (Maildir).")
-    message_size_limit: int = Field(default=25 * 1024 * 1024, ge=1024)
+    mailbox_size_limit: int = Field(
+        default=0, ge=0, le=SIZE_MAX, description="Bytes; 0 = unlimited (Maildir)."
+    )
+    message_size_limit: int = Field(default=25 * 1024 * 1024, ge=1024, le=SIZE_MAX)
     smtpd_banner: str = Field(default="$myhostname ESMTP", description="Greeting; keep versions out of it.")
 
     @field_validator("myorigin")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
 
-from pyinfra_mailserver.model.common import Strict
+from pyinfra_mailserver.model.common import Strict, check_domain, err
 
 
 class SmtpService(Strict):
@@ -72,6 +74,27 @@ class Services(Strict):
     system_passdb: Literal["pam", "shadow"] = Field(
         default="pam", description="How Dovecot checks system users' passwords (saslauthd variant)."
     )
+
+    @field_validator("dovecot_listen")
+    @classmethod
+    def _listen(cls, v: list[str]) -> list[str]:
+        """Dovecot only fails at start on a bad `listen` (doveconf accepts any text), so check here."""
+        if not v:
+            raise err("listen", "dovecot_listen is empty — use ['*'] (all IPv4) or addresses")
+        for item in v:
+            if item in {"*", "::"}:
+                continue
+            try:
+                ipaddress.ip_address(item.strip("[]"))
+            except ValueError:
+                try:
+                    check_domain(item, what="dovecot_listen entry")
+                except PydanticCustomError:
+                    raise err(
+                        "listen",
+                        f"dovecot_listen entry {item!r} is not an address — use '*', '::' or an IP address",
+                    ) from None
+        return v
 
     def client_auth_services(self) -> list[str]:
         """Postfix services that offer AUTH."""
