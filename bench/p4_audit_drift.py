@@ -1,0 +1,68 @@
+"""P4: `mailserver audit` and `mailserver drift` on one deployed host (median; target ≤ 5 s each) and over
+10 hosts at once (target ≤ 2 × one host).
+
+Wall time of the whole command as an operator or CI runs it (Python start-up, inventory, connections,
+checks, report). Exit codes are recorded, not required to be 0: a finding changes no timing, and the
+figure must not hide behind a failing check — but an exit 2 (a host unreachable, a check unable to run)
+would time a different amount of work, so that stops the figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from common import BenchError, BenchLab, interleaved, median, now, ratio
+
+TARGET_ONE_S = 5.0
+TARGET_RATIO = 2.0
+
+
+def run(bl: BenchLab, args: argparse.Namespace) -> dict[str, Any]:
+    many = max(int(c) for c in args.p3_hosts.split(","))
+    hosts = bl.ensure_deployed(many)
+    exits: dict[str, set[int]] = {}
+    summaries: dict[str, dict[str, int]] = {}
+
+    def command(cmd: str, n: int) -> float:
+        t = bl.mailserver(cmd, hosts[:n], "--json", timeout=900)
+        key = f"{cmd}_{n}"
+        exits.setdefault(key, set()).add(t.returncode)
+        if t.returncode not in (0, 1):
+            raise BenchError(f"{cmd} over {n} hosts exited {t.returncode}:\n{t.tail()}")
+        summaries[key] = t.json()["summary"]
+        return t.seconds
+
+    bl.log(f"P4: {args.rounds} rounds on 1 host, {args.p4_big_rounds} on {many}")
+    small = interleaved(args.rounds, {"audit_1": lambda: command("audit", 1),
+                                      "drift_1": lambda: command("drift", 1)})
+    big = interleaved(args.p4_big_rounds, {f"audit_{many}": lambda: command("audit", many),
+                                           f"drift_{many}": lambda: command("drift", many)})
+    s = {**small, **big}
+    fig: dict[str, Any] = {f"{k}_s": median(v) for k, v in s.items()}
+    fig.update({
+        "hosts": many,
+        "audit_ratio": ratio(fig[f"audit_{many}_s"], fig["audit_1_s"]),
+        "drift_ratio": ratio(fig[f"drift_{many}_s"], fig["drift_1_s"]),
+        "exit_codes": {k: sorted(v) for k, v in exits.items()},
+        "summaries": summaries,
+        "target_one_s": TARGET_ONE_S,
+        "target_ratio": TARGET_RATIO,
+        "samples": {k: [round(x, 2) for x in v] for k, v in s.items()},
+        "rounds": {"one": args.rounds, "many": args.p4_big_rounds},
+        "measured_at": now(),
+    })
+    return fig
+
+
+def rows(fig: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
+    n = fig["hosts"]
+    out: list[tuple[str, str, str, bool | None]] = []
+    for cmd in ("audit", "drift"):
+        one, big, r = fig[f"{cmd}_1_s"], fig[f"{cmd}_{n}_s"], fig[f"{cmd}_ratio"]
+        out += [
+            (f"P4 {cmd}, 1 host (median)", f"{one} s", f"≤{TARGET_ONE_S:g} s", one <= TARGET_ONE_S),
+            (f"P4 {cmd}, {n} hosts", f"{big} s", "", None),
+            (f"P4 {cmd} ratio {n} / 1", f"{r}x", f"≤{TARGET_RATIO:g}x", r is not None and r <= TARGET_RATIO),
+        ]
+    return out
