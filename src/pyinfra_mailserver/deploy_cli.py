@@ -129,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     from pyinfra.api.connect import connect_all
     from pyinfra.api.exceptions import PyinfraError
     from pyinfra.api.operations import run_ops
+    from pyinfra.api.state import StateStage
     from pyinfra.context import ctx_host, ctx_state
     from pyinfra_cli.inventory import make_inventory
 
@@ -167,8 +168,11 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     failed_to_prepare: dict[str, str] = {}
     with ctx_state.use(state):
+        # The stages the pyinfra CLI goes through: facts and caches are per stage (plan vs execute).
+        state.set_stage(StateStage.Connect)
         connect_all(state)
         connected = time.monotonic()
+        state.set_stage(StateStage.Prepare)
         for host in list(state.inventory.get_active_hosts()):
             with ctx_host.use(host):
                 try:
@@ -182,10 +186,12 @@ def run(args: argparse.Namespace) -> int:
         prepared = time.monotonic()
         crashed = None
         if not args.dry and state.inventory.get_active_hosts():
+            state.set_stage(StateStage.Execute)
             try:
                 run_ops(state)
             except PyinfraError as e:
                 crashed = str(e)
+        state.set_stage(StateStage.Disconnect)
     finished = time.monotonic()
 
     results = []
