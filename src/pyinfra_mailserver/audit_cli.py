@@ -58,7 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="DNS server for the DNS section (default: host data mailserver_audit.dns_resolver; "
                    "without one the DNS checks are skipped)")
     a.add_argument("--log-since", metavar="WHEN", default=None,
-                   help="mail log window, journalctl --since syntax (-24h, @EPOCH, 'YYYY-MM-DD HH:MM'); "
+                   help="mail log window: a duration (6h, 30min), or journalctl --since syntax (@EPOCH, "
+                   "'YYYY-MM-DD HH:MM', --log-since=-6h); "
                    "default: host data mailserver_audit.log_window, else -24h")
     a.add_argument("--timeout", type=float, default=10.0, help="seconds per network operation (default 10)")
     a.set_defaults(func=run_audit)

@@ -153,6 +153,15 @@ def test_unreachable_port_is_a_finding(pki: dict[str, str]) -> None:
     assert not [x for x in results if x.status is Status.ERROR]
 
 
+def test_sni_carries_the_mail_host_name(pki: dict[str, str]) -> None:
+    acct = ProbeAccount("probe@example.org", "s3cret")
+    for kind, b, port in (("smtp", Behaviour(), SUBMISSION), ("smtp", Behaviour(tls="implicit"), SMTPS),
+                          ("imap", Behaviour(), IMAP), ("imap", Behaviour(tls="implicit"), IMAPS),
+                          ("pop3", Behaviour(), POP3), ("pop3", Behaviour(tls="implicit"), POP3S)):
+        _run(kind, b, port, pki, account=acct)
+        assert b.sni and set(b.sni) == {NAME}, (kind, port.protocol, b.sni)
+
+
 def test_imap(pki: dict[str, str]) -> None:
     acct = ProbeAccount("probe@example.org", "s3cret")
     r = _run("imap", Behaviour(), IMAP, pki, account=acct)

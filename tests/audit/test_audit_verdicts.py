@@ -289,3 +289,11 @@ def test_probe_account_from_secrets_dir(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("MAILSERVER_PROBE_PASSWORD", "from-env")
     acct, pw = probe_account(m, tmp_path, HostSettings(probe_user="bob"))
     assert acct is not None and acct.kind == "system" and pw == "from-env"
+
+
+def test_log_since_accepts_bare_durations() -> None:
+    from pyinfra_mailserver.audit.checks import log_since
+
+    assert log_since("6h") == "-6h" and log_since("30min") == "-30min"
+    assert log_since("-24h") == "-24h" and log_since("@1795328764") == "@1795328764"
+    assert log_since("2026-11-22 06:00") == "2026-11-22 06:00"

@@ -26,6 +26,7 @@ class Behaviour:
     require_auth_for_local: bool = True
     login_disabled_plain: bool = True  # IMAP LOGINDISABLED / POP3 USER refused before TLS
     users: dict[str, str] = field(default_factory=lambda: {"probe@example.org": "s3cret"})
+    sni: list[str | None] = field(default_factory=list)  # server names clients asked for
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -209,6 +210,7 @@ def serve(kind: str, behaviour: Behaviour, cert: str, key: str) -> Iterator[int]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         ctx.minimum_version = behaviour.min_version
+    ctx.sni_callback = lambda _sock, name, _ctx: behaviour.sni.append(name)  # type: ignore[assignment,misc]
     srv.ssl_ctx = ctx
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()

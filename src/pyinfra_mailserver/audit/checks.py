@@ -284,9 +284,16 @@ def _mask(r: CheckResult, m: Manifest) -> CheckResult:
     return r
 
 
+def log_since(value: str) -> str:
+    """journalctl's --since, with a bare duration (`6h`, `30min`) meaning that long ago: argparse would
+    take the natural `-6h` for an option."""
+    value = value.strip()
+    return f"-{value}" if re.fullmatch(r"\d+\s*[a-z]+", value) else value
+
+
 def run_inside(t: Target, options: AuditOptions, settings: HostSettings) -> list[CheckResult]:
     acct, password = probe_account(t.manifest, t.secrets_dir, settings)
-    since = options.log_since or settings.log_window
+    since = log_since(options.log_since or settings.log_window)
     sections = t.run(inside_commands(t.manifest, settings, acct, password, since))
     results = evaluate_inside(t.name, t.manifest, sections, settings, since)
     if password:

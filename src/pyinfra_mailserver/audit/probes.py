@@ -10,9 +10,11 @@ import contextlib
 import imaplib
 import poplib
 import smtplib
+import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
 
@@ -202,9 +204,10 @@ def probe_imap(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
     label, n = _port_label(port), port.port
     try:
         if port.tls == "implicit":
-            m: imaplib.IMAP4 = imaplib.IMAP4_SSL(t.address, n, ssl_context=_sni(ctx, t), timeout=t.timeout)
+            m: imaplib.IMAP4 = _Imap4Ssl(t.address, t.server_name, n, ssl_context=ctx, timeout=t.timeout)
         else:
             m = imaplib.IMAP4(t.address, n, timeout=t.timeout)
+            m.host = t.server_name  # STARTTLS sends `host` as SNI; the socket is already connected
     except ssl.SSLCertVerificationError as e:
         checks.skip(f"imap.session[{n}]", f"{label}: certificate not trusted ({e.verify_message}) — see "
                     "tls.cert_chain")
@@ -228,7 +231,7 @@ def probe_imap(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
                        ok_message=f"{label}: STARTTLS offered", severity=Severity.HIGH,
                        fix="ssl = required with ssl_cert/ssl_key in Dovecot")
             if has and t.account is not None and "imap" in t.account.services:
-                m.starttls(ssl_context=_sni(ctx, t))
+                m.starttls(ssl_context=ctx)
                 secured = True
         if t.account is not None and "imap" in t.account.services and secured:
             try:
@@ -249,9 +252,10 @@ def probe_pop3(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
     label, n = _port_label(port), port.port
     try:
         if port.tls == "implicit":
-            p: poplib.POP3 = poplib.POP3_SSL(t.address, n, context=_sni(ctx, t), timeout=t.timeout)
+            p: poplib.POP3 = _Pop3Ssl(t.address, t.server_name, n, context=ctx, timeout=t.timeout)
         else:
             p = poplib.POP3(t.address, n, timeout=t.timeout)
+            p.host = t.server_name  # STLS sends `host` as SNI
     except ssl.SSLCertVerificationError as e:
         checks.skip(f"pop3.session[{n}]", f"{label}: certificate not trusted ({e.verify_message}) — see "
                     "tls.cert_chain")
@@ -283,7 +287,8 @@ def probe_pop3(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
             with contextlib.suppress(Exception):
                 p.quit()
             p = poplib.POP3(t.address, n, timeout=t.timeout)
-            p.stls(context=_sni(ctx, t))
+            p.host = t.server_name
+            p.stls(context=ctx)
         if t.account is not None and "pop3" in t.account.services:
             try:
                 p.user(t.account.user)
@@ -299,28 +304,30 @@ def probe_pop3(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
             p.quit()
 
 
-class _SniContext(ssl.SSLContext):
-    """imaplib/poplib pass the connect address as server_hostname; SNI must carry the mail host's name."""
+class _Imap4Ssl(imaplib.IMAP4_SSL):
+    """IMAP4_SSL that connects to `address` but sends the mail host's name as SNI (imaplib uses one `host`
+    for both). Subclassing imaplib, not ssl.SSLContext, keeps gevent's later ssl patching whole."""
 
-    server_name: str | None = None
+    def __init__(self, address: str, server_name: str, port: int, **kwargs: Any) -> None:
+        self._address = address
+        super().__init__(server_name, port, **kwargs)
 
-    def wrap_socket(self, sock, *args, server_hostname=None, **kwargs):  # type: ignore[no-untyped-def,override]
-        return super().wrap_socket(sock, *args, server_hostname=self.server_name, **kwargs)
+    def _create_socket(self, timeout: float | None) -> socket.socket:  # type: ignore[override]
+        sock = socket.create_connection((self._address, self.port), timeout)
+        return self.ssl_context.wrap_socket(sock, server_hostname=self.host)
 
 
-def _sni(ctx: ssl.SSLContext, t: ProbeTarget) -> ssl.SSLContext:
-    if tlsprobe._is_ip(t.server_name):
-        return ctx
-    new = _SniContext(ssl.PROTOCOL_TLS_CLIENT)
-    new.check_hostname = False
-    new.verify_mode = ssl.CERT_REQUIRED
-    new.minimum_version, new.maximum_version = ctx.minimum_version, ctx.maximum_version
-    new.server_name = t.server_name
-    if t.ca_file:
-        new.load_verify_locations(cafile=t.ca_file)
-    else:
-        new.load_default_certs()
-    return new
+class _Pop3Ssl(poplib.POP3_SSL):
+    """POP3_SSL that connects to `address` and sends the mail host's name as SNI (see _Imap4Ssl)."""
+
+    def __init__(self, address: str, server_name: str, port: int, context: ssl.SSLContext,
+                 **kwargs: Any) -> None:
+        self._address, self._ctx = address, context
+        super().__init__(server_name, port, context=context, **kwargs)
+
+    def _create_socket(self, timeout: float) -> socket.socket:
+        sock = socket.create_connection((self._address, self.port), timeout)
+        return self._ctx.wrap_socket(sock, server_hostname=self.host)
 
 
 def probe_tls(t: ProbeTarget, port: Port, checks: CheckSet) -> None:
