@@ -113,6 +113,9 @@ def run_drift(args: argparse.Namespace) -> int:
 def run_audit(args: argparse.Namespace) -> int:
     from pyinfra_mailserver.audit import checks
 
+    if args.ca and not Path(args.ca).is_file():
+        print(f"mailserver audit: --ca {args.ca}: no such file", file=sys.stderr)
+        return EXIT_UNREACHABLE
     options = checks.AuditOptions(ca_file=args.ca, probes=not args.no_probes, inside=not args.no_inside,
                                   dns_resolver=args.dns_resolver, timeout=args.timeout,
                                   log_since=args.log_since)

@@ -85,6 +85,13 @@ def test_auth_before_starttls_and_on_port_25(pki: dict[str, str]) -> None:
     assert r["smtp.auth_offered"].status is Status.FAIL  # model: no AUTH on 25
 
 
+def test_auth_after_starttls_on_port_25_is_found(pki: dict[str, str]) -> None:
+    # smtpd_tls_auth_only hides AUTH before TLS; the probe must look after STARTTLS too
+    r = _run("smtp", Behaviour(auth_before_tls=False, auth_after_tls=True), SMTP25, pki)
+    assert r["smtp.no_auth_before_tls"].status is Status.PASS
+    assert r["smtp.auth_offered"].status is Status.FAIL
+
+
 def test_vrfy_enabled(pki: dict[str, str]) -> None:
     r = _run("smtp", Behaviour(vrfy_code=252, auth_after_tls=False), SMTP25, pki)
     assert r["smtp.vrfy_disabled"].status is Status.FAIL
@@ -139,9 +146,14 @@ def test_certificate_problems(pki: dict[str, str]) -> None:
     assert r["tls.cert_name"].status is Status.FAIL and r["tls.cert_chain"].status is Status.PASS
     r = _run("smtp", Behaviour(auth_after_tls=False), SMTP25, pki, cert="short_cert", key="short_key")
     assert r["tls.cert_expiry"].status is Status.FAIL
-    r = _run("smtp", Behaviour(auth_after_tls=False), SMTP25, pki, ca=pki["other_ca"])
-    assert r["tls.cert_chain"].status is Status.FAIL
-    assert r["tls.cert_name"].status is Status.SKIP  # never "passed" on an untrusted chain
+    for kind, b, port in (("smtp", Behaviour(auth_after_tls=False), SMTP25),
+                          ("smtp", Behaviour(tls="implicit"), SMTPS), ("imap", Behaviour(), IMAP),
+                          ("pop3", Behaviour(tls="implicit"), POP3S)):
+        r = _run(kind, b, port, pki, ca=pki["other_ca"], account=ProbeAccount("probe@example.org", "s3cret"))
+        assert r["tls.cert_chain"].status is Status.FAIL, (kind, port.protocol)
+        assert r["tls.cert_name"].status is Status.SKIP  # never "passed" on an untrusted chain
+        assert r[f"{kind}.trusted_session"].status is Status.SKIP
+        assert not [x for x in r.values() if x.status is Status.ERROR], (kind, _statuses(r))
 
 
 def test_unreachable_port_is_a_finding(pki: dict[str, str]) -> None:

@@ -104,14 +104,29 @@ def _rcpt_verdict(s: smtplib.SMTP, rcpt: str) -> tuple[int, str]:
     return code, msg.decode("latin-1", "replace")
 
 
+def _relay_check(s: smtplib.SMTP, checks: CheckSet, label: str, n: int) -> None:
+    """Open relay: the null sender to a foreign domain must be refused outright (5xx)."""
+    code, msg = _rcpt_verdict(s, FOREIGN_RCPT)
+    if code >= 500:
+        checks.passed(f"smtp.open_relay[{n}]", f"{label}: relay refused ({code})", Severity.CRITICAL)
+    elif code < 400:
+        checks.fail(f"smtp.open_relay[{n}]", f"{label}: OPEN RELAY: unauthenticated RCPT to "
+                    f"{FOREIGN_RCPT} accepted ({code} {msg})", severity=Severity.CRITICAL,
+                    fix="mynetworks = 127.0.0.0/8 [::1]/128 and smtpd_relay_restrictions ending in "
+                    "reject_unauth_destination")
+    else:
+        checks.fail(f"smtp.open_relay[{n}]", f"{label}: foreign RCPT deferred ({code} {msg}), not refused",
+                    severity=Severity.LOW, fix="use reject_unauth_destination, not defer_unauth_destination")
+
+
 def probe_smtp(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext) -> None:
     """Relay, AUTH placement, STARTTLS, implicit TLS and VRFY on one SMTP port."""
     label, n = _port_label(port), port.port
     try:
         session = _Smtp(t, port, ctx)
     except ssl.SSLCertVerificationError as e:
-        checks.skip(f"smtp.session[{n}]", f"{label}: certificate not trusted ({e.verify_message}); protocol "
-                    "checks skipped — see the tls.cert_chain check")
+        checks.skip(f"smtp.trusted_session[{n}]", f"{label}: certificate not trusted "
+                    f"({e.verify_message}); protocol checks skipped — see tls.cert_chain")
         return
     except ssl.SSLError as e:
         checks.fail(f"smtp.implicit_tls[{n}]", f"{label}: no TLS handshake on connect: {e}",
@@ -134,14 +149,20 @@ def probe_smtp(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
                        f"{label}: AUTH offered before STARTTLS (passwords in clear)",
                        ok_message=f"{label}: no AUTH before STARTTLS", severity=Severity.HIGH,
                        fix="set smtpd_tls_auth_only = yes")
+        has_starttls = "STARTTLS" in plain
         if port.tls == "starttls":
-            has = "STARTTLS" in plain
-            checks.add(f"smtp.starttls[{n}]", has, f"{label}: STARTTLS not offered",
+            checks.add(f"smtp.starttls[{n}]", has_starttls, f"{label}: STARTTLS not offered",
                        ok_message=f"{label}: STARTTLS offered", severity=Severity.HIGH,
                        fix="set smtpd_tls_security_level = may (25) / encrypt (587) with a cert and key")
-            if has and port.protocol == "submission":
-                session.starttls()
-        features = session.ehlo() if session.s.sock else plain
+        relayed = False
+        if port.protocol == "smtp":  # MX port: most relay abuse comes without TLS, so probe before it
+            _relay_check(session.s, checks, label, n)
+            relayed = True
+        if port.tls == "starttls" and has_starttls:
+            # after TLS too: AUTH hidden before STARTTLS (smtpd_tls_auth_only) must still be absent on a
+            # port the model gives none, and present where it requires AUTH
+            session.starttls()
+        features = session.ehlo()
         auth_now = any(f.startswith("AUTH") for f in features)
         if port.auth == "none":
             checks.add(f"smtp.auth_offered[{n}]", not auth_now,
@@ -153,19 +174,8 @@ def probe_smtp(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
                        f"{label}: AUTH not offered (no client can log in)",
                        ok_message=f"{label}: AUTH offered", severity=Severity.HIGH,
                        fix=f"-o smtpd_sasl_auth_enable=yes on the {port.protocol} service in master.cf")
-        # open relay: the null sender to a foreign domain must be refused outright
-        code, msg = _rcpt_verdict(session.s, FOREIGN_RCPT)
-        if code >= 500:
-            checks.passed(f"smtp.open_relay[{n}]", f"{label}: relay refused ({code})", Severity.CRITICAL)
-        elif code < 400:
-            checks.fail(f"smtp.open_relay[{n}]", f"{label}: OPEN RELAY: unauthenticated RCPT to "
-                        f"{FOREIGN_RCPT} accepted ({code} {msg})", severity=Severity.CRITICAL,
-                        fix="mynetworks = 127.0.0.0/8 [::1]/128 and smtpd_relay_restrictions ending in "
-                        "reject_unauth_destination")
-        else:
-            checks.fail(f"smtp.open_relay[{n}]", f"{label}: foreign RCPT deferred ({code} {msg}), not "
-                        "refused", severity=Severity.LOW, fix="use reject_unauth_destination, not "
-                        "defer_unauth_destination")
+        if not relayed:  # client ports: after TLS, where a client would try
+            _relay_check(session.s, checks, label, n)
         if port.auth == "required":
             rcpt = f"postmaster@{t.local_domain}"
             code, msg = _rcpt_verdict(session.s, rcpt)
@@ -186,6 +196,9 @@ def probe_smtp(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
                 checks.fail(f"smtp.login[{n}]", f"{label}: AUTH as {t.account.user} failed: "
                             f"{_smtp_error(e)}", severity=Severity.HIGH,
                             fix="check the SASL backend (saslauthd / Dovecot auth) and the probe password")
+    except ssl.SSLCertVerificationError as e:  # after STARTTLS: the TLS checks report the chain
+        checks.skip(f"smtp.trusted_session[{n}]", f"{label}: certificate not trusted "
+                    f"({e.verify_message}); checks after STARTTLS skipped — see tls.cert_chain")
     except (OSError, smtplib.SMTPException) as e:
         checks.error(f"smtp.session[{n}]", f"{label}: session broke off: {e}")
     finally:
@@ -209,8 +222,8 @@ def probe_imap(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
             m = imaplib.IMAP4(t.address, n, timeout=t.timeout)
             m.host = t.server_name  # STARTTLS sends `host` as SNI; the socket is already connected
     except ssl.SSLCertVerificationError as e:
-        checks.skip(f"imap.session[{n}]", f"{label}: certificate not trusted ({e.verify_message}) — see "
-                    "tls.cert_chain")
+        checks.skip(f"imap.trusted_session[{n}]", f"{label}: certificate not trusted "
+                    f"({e.verify_message}) — see tls.cert_chain")
         return
     except (OSError, imaplib.IMAP4.error) as e:
         checks.fail(f"imap.reachable[{n}]", f"{label}: cannot connect: {e}", severity=Severity.HIGH,
@@ -240,6 +253,9 @@ def probe_imap(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
             except imaplib.IMAP4.error as e:
                 checks.fail(f"imap.login[{n}]", f"{label}: login as {t.account.user} refused: {e}",
                             severity=Severity.HIGH, fix="check the user's Dovecot passdb entry and mailbox")
+    except ssl.SSLCertVerificationError as e:  # after STARTTLS: the TLS checks report the chain
+        checks.skip(f"imap.trusted_session[{n}]", f"{label}: certificate not trusted "
+                    f"({e.verify_message}); checks after STARTTLS skipped — see tls.cert_chain")
     except (OSError, imaplib.IMAP4.error, ssl.SSLError) as e:
         checks.error(f"imap.session[{n}]", f"{label}: session broke off: {e}")
     finally:
@@ -257,8 +273,8 @@ def probe_pop3(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
             p = poplib.POP3(t.address, n, timeout=t.timeout)
             p.host = t.server_name  # STLS sends `host` as SNI
     except ssl.SSLCertVerificationError as e:
-        checks.skip(f"pop3.session[{n}]", f"{label}: certificate not trusted ({e.verify_message}) — see "
-                    "tls.cert_chain")
+        checks.skip(f"pop3.trusted_session[{n}]", f"{label}: certificate not trusted "
+                    f"({e.verify_message}) — see tls.cert_chain")
         return
     except (OSError, poplib.error_proto) as e:
         checks.fail(f"pop3.reachable[{n}]", f"{label}: cannot connect: {e}", severity=Severity.HIGH,
@@ -297,6 +313,9 @@ def probe_pop3(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
             except poplib.error_proto as e:
                 checks.fail(f"pop3.login[{n}]", f"{label}: login as {t.account.user} refused: {e}",
                             severity=Severity.HIGH, fix="check the user's Dovecot passdb entry and mailbox")
+    except ssl.SSLCertVerificationError as e:  # after STARTTLS: the TLS checks report the chain
+        checks.skip(f"pop3.trusted_session[{n}]", f"{label}: certificate not trusted "
+                    f"({e.verify_message}); checks after STARTTLS skipped — see tls.cert_chain")
     except (OSError, poplib.error_proto, ssl.SSLError) as e:
         checks.error(f"pop3.session[{n}]", f"{label}: session broke off: {e}")
     finally:
@@ -352,7 +371,6 @@ def probe_tls(t: ProbeTarget, port: Port, checks: CheckSet) -> None:
                    ok_message=f"{label}: {version} refused", severity=Severity.MEDIUM,
                    fix="smtpd_tls_protocols / smtpd_tls_mandatory_protocols >=TLSv1.2; Dovecot "
                    "ssl_min_protocol = TLSv1.2")
-    modern_ok = False
     for version in ("TLSv1.2", "TLSv1.3"):
         vid = f"tls.{version.lower().replace('.', '_').replace('tlsv', 'v')}_accepted[{n}]"
         try:
@@ -362,7 +380,6 @@ def probe_tls(t: ProbeTarget, port: Port, checks: CheckSet) -> None:
             checks.fail(vid, f"{label}: no TLS handshake: {e}", severity=Severity.HIGH,
                         fix="configure a certificate and key and enable TLS on this service")
             continue
-        modern_ok = modern_ok or h.negotiated
         if version == "TLSv1.2":
             checks.add(vid, h.negotiated, f"{label}: TLSv1.2 refused ({h.error})",
                        ok_message=f"{label}: TLSv1.2 accepted", severity=Severity.MEDIUM,
