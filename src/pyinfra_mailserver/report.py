@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import IO, Any
+from typing import IO, Any, TypeVar
+
+T = TypeVar("T")
 
 # Exit codes shared by `mailserver drift` and `mailserver audit`.
 EXIT_CLEAN = 0
@@ -103,6 +105,22 @@ class CheckSet:
         r = CheckResult(id, self.host, Status.ERROR, message, severity, section=self.section)
         self.results.append(r)
         return r
+
+
+def in_parallel(fn: Callable[[T], list[CheckResult]], items: Sequence[T],
+                workers: int = 16) -> list[CheckResult]:
+    """`fn` over `items` concurrently, results in the order of `items` (reports must be stable).
+
+    Under the CLI's gevent patching the threads are greenlets, as pyinfra's own per-host work is; without
+    it (unit tests) they are plain threads. One host or port waiting on the network never holds up the
+    others, which is what keeps ten hosts close to the time of one.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    if len(items) <= 1:
+        return [r for item in items for r in fn(item)]
+    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        return [r for chunk in pool.map(fn, items) for r in chunk]
 
 
 def exit_code(results: Iterable[CheckResult], fail_on: Severity = Severity.LOW) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 
 from pyinfra_mailserver.audit.remote import Section, Target
 from pyinfra_mailserver.manifest import Account, Manifest
-from pyinfra_mailserver.report import CheckResult, CheckSet, Severity, Status
+from pyinfra_mailserver.report import CheckResult, CheckSet, Severity, Status, in_parallel
 
 AUDIT_DATA_KEY = "mailserver_audit"
 PROBE_PASSWORD_ENV = "MAILSERVER_PROBE_PASSWORD"
@@ -322,12 +322,13 @@ def run_host(t: Target, options: AuditOptions) -> list[CheckResult]:
 
 
 def run_all(targets: Sequence[Target], options: AuditOptions) -> list[CheckResult]:
-    results: list[CheckResult] = []
-    for t in targets:
+    """Every host concurrently; one broken host never hides the others."""
+
+    def one(t: Target) -> list[CheckResult]:
         try:
-            results += run_host(t, options)
-        except Exception as e:  # one broken host must not hide the others
-            results.append(CheckResult("audit.host", t.name, Status.ERROR,
-                                       f"audit failed: {type(e).__name__}: {e}", Severity.HIGH,
-                                       section="audit"))
-    return results
+            return run_host(t, options)
+        except Exception as e:
+            return [CheckResult("audit.host", t.name, Status.ERROR, f"audit failed: {type(e).__name__}: {e}",
+                                Severity.HIGH, section="audit")]
+
+    return in_parallel(one, list(targets))

@@ -20,7 +20,7 @@ from cryptography import x509
 
 from pyinfra_mailserver.audit import tlsprobe
 from pyinfra_mailserver.manifest import Port
-from pyinfra_mailserver.report import CheckResult, CheckSet, Severity, Status
+from pyinfra_mailserver.report import CheckResult, CheckSet, Severity, Status, in_parallel
 
 FOREIGN_RCPT = "relay-probe@relay-test.invalid"  # a domain no host can be the destination of
 EXPIRY_DAYS = 21
@@ -418,12 +418,15 @@ def probe_tls(t: ProbeTarget, port: Port, checks: CheckSet) -> None:
 
 
 def run_probes(t: ProbeTarget, ports: Sequence[Port], section: str = "audit") -> list[CheckResult]:
-    """Every outside-in check for every port in the Manifest (LMTP is local-only and skipped)."""
-    checks = CheckSet(t.host, section)
+    """Every outside-in check for every port in the Manifest (LMTP is local-only and skipped), the ports
+    probed concurrently (a login waits on password hashing on the host; the ports need not queue)."""
     ctx = tlsprobe.client_context(t.ca_file)
-    for port in ports:
+    for version in tlsprobe.LEGACY:  # computed once, before the workers start
+        tlsprobe.local_support(version)
+
+    def one(port: Port) -> list[CheckResult]:
+        checks = CheckSet(t.host, section)
         proto = port.protocol
-        first = len(checks.results)
         if proto in SMTP_PROTOCOLS:
             probe_smtp(t, port, checks, ctx)  # smtplib sends `_host` (the server name) as SNI
         elif proto in IMAP_PROTOCOLS:
@@ -431,16 +434,18 @@ def run_probes(t: ProbeTarget, ports: Sequence[Port], section: str = "audit") ->
         elif proto in POP3_PROTOCOLS:
             probe_pop3(t, port, checks, ctx)
         else:
-            continue
+            return []
         if port.tls == "none":
-            continue
-        blocker = _tls_blocker(checks.results[first:])
+            return checks.results
+        blocker = _tls_blocker(checks.results)
         if blocker is None:
             probe_tls(t, port, checks)
         else:  # already a finding of the protocol probe: one verdict per cause, not seven
             for cid in TLS_CHECKS:
                 checks.skip(f"{cid}[{port.port}]", f"{_port_label(port)}: TLS not tested, see {blocker}")
-    return checks.results
+        return checks.results
+
+    return in_parallel(one, list(ports))
 
 
 def _tls_blocker(results: Sequence[CheckResult]) -> str | None:
