@@ -27,9 +27,13 @@ def deployments(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Callable[
     return get
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def sink_factory(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], SmtpSink]]:
-    """The SMTP sink on the controller's bridge address (started once the bridge exists)."""
+    """The SMTP sink on the controller's bridge address (started once the bridge exists).
+
+    Module-scoped: its server thread must be gone before later tests import pyinfra_cli, whose gevent
+    monkey-patching deadlocks a process that has a live thread.
+    """
     started: list[SmtpSink] = []
 
     def get() -> SmtpSink:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import json
 import poplib
@@ -93,6 +94,15 @@ def test_first_deploy_succeeds_and_verifies(dep: Deployment) -> None:
 def test_host_matches_with_testinfra(dep: Deployment) -> None:
     """An independent look (testinfra over paramiko) at what the deploy's own verification checked."""
     t = dep.host.testinfra()
+    try:
+        _testinfra_checks(dep, t)
+    finally:  # no paramiko transport thread left running for the rest of the session
+        with contextlib.suppress(Exception):
+            t.backend.client.close()
+        dep.host._testinfra = None
+
+
+def _testinfra_checks(dep: Deployment, t: Any) -> None:
     for p in dep.manifest.packages:
         assert t.package(p).is_installed, p
     for s in dep.manifest.services:
@@ -329,6 +339,10 @@ def test_rerun_changes_nothing_then_one_alias_changes_only_aliases(dep: Deployme
     assert [o["name"] for o in with_testinfra["operations"] if o["changed"]] == []
 
     dep.set_data(extra_aliases={"e2e-new": ["root"]})
+    plan = dep.deploy("--dry")
+    planned = [o["name"] for o in plan["operations"] if o["changed"]]
+    assert plan["success"] and len(planned) == 2, planned
+    assert dep.host.run(f"postalias -q e2e-new hash:{dep.manifest.distro.aliases_file}").returncode != 0
     after = dep.deploy()
     changed = [o["name"] for o in after["operations"] if o["changed"]]
     aliases = dep.manifest.distro.aliases_file
