@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,11 +86,12 @@ def hosts(lab: Any) -> Iterator[Hosts]:
 
 
 @pytest.mark.parametrize("variant", ["saslauthd", "virtual"])
-def test_fresh_host_has_no_findings(hosts: Hosts, variant: str) -> None:
+def test_fresh_host_has_no_findings(hosts: Hosts, variant: str, tmp_path: Path) -> None:
     host = getattr(hosts, variant)
     drift = hosts.check("drift", host)
     assert drift.rc == 0 and not drift.failing(), drift.failing()
-    audit = hosts.check("audit", host)
+    junit = tmp_path / "audit.xml"
+    audit = hosts.check("audit", host, "--junit", str(junit))
     assert audit.rc == 0 and not audit.failing(), [
         (r["id"], r["message"], r["detail"]) for r in audit.report["results"] if r["status"] != "pass"]
     # what a clean result is made of: the probes really logged in, and skipped checks stay skipped
@@ -100,6 +102,14 @@ def test_fresh_host_has_no_findings(hosts: Hosts, variant: str) -> None:
     if variant == "saslauthd":
         assert audit.status("saslauthd.testsaslauthd") == "pass"
     assert drift.status("drift.postconf") == "pass" and drift.status("drift.doveconf") == "pass"
+    # the JUnit file CI publishes: one test case per check, skipped ones as <skipped/>, no failures
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and suite.get("name") == f"audit.{host.fqdn}"
+    cases = suite.findall("testcase")
+    assert len(cases) == len(audit.report["results"])
+    skipped = [c for c in cases if c.find("skipped") is not None]
+    assert len(skipped) == audit.report["summary"]["skip"] > 0
+    assert not [c for c in cases if c.find("failure") is not None or c.find("error") is not None]
 
 
 def _probe_login(hosts: Hosts, host: Any) -> str:
