@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pyinfra_mailserver.facts import FileState
+from pyinfra_mailserver.facts import AccountState, FileState
 from pyinfra_mailserver.manifest import ManagedFile, Manifest, PostfixMap
 from pyinfra_mailserver.report import CheckResult, CheckSet, Severity, Status, in_parallel
 
@@ -303,6 +303,45 @@ def evaluate(m: Manifest, host: str, files: Sequence[ManagedFile], paths: Mappin
     return checks.results
 
 
+def evaluate_accounts(m: Manifest, host: str, state: AccountState) -> list[CheckResult]:
+    """Users and groups as the deploy makes them (same rules as its `ensure_accounts`); a password hash is
+    compared by the sha256 the fact computes on the host, so no hash crosses the wire."""
+    checks = CheckSet(host, "drift")
+    for g in m.groups:
+        have_g = state.groups.get(g.name)
+        why = "missing" if have_g is None else (
+            f"gid {have_g['gid']}, expected {g.gid}" if g.gid is not None and have_g["gid"] != g.gid else "")
+        checks.add(f"drift.group[{g.name}]", not why, f"group {g.name}: {why}", ok_message=f"group {g.name}",
+                   fix="re-run mailserver deploy")
+    for u in m.users:
+        have = state.users.get(u.name)
+        if have is None:
+            checks.fail(f"drift.user[{u.name}]", f"user {u.name}: missing", severity=Severity.HIGH,
+                        fix="re-run mailserver deploy")
+            continue
+        bad: list[str] = []
+        if u.uid is not None and have["uid"] != u.uid:
+            bad.append(f"uid {have['uid']}, expected {u.uid}")
+        if u.home and have["home"] != u.home:
+            bad.append(f"home {have['home']}, expected {u.home}")
+        if have["shell"] != u.shell:
+            bad.append(f"shell {have['shell']}, expected {u.shell}")
+        if u.group:
+            gid = state.groups.get(u.group, {}).get("gid")
+            if gid is None or gid != have["gid"]:
+                bad.append(f"primary group is not {u.group}")
+        member_of = have.get("groups") or []
+        missing = [g for g in u.groups if g not in member_of]  # type: ignore[operator]
+        if missing:
+            bad.append(f"not in group(s) {', '.join(missing)}")
+        if u.password_hash and have.get("password_sha256") != sha256(u.password_hash):
+            bad.append("password differs from the inventory's hash")
+        checks.add(f"drift.user[{u.name}]", not bad, f"user {u.name}: " + "; ".join(bad),
+                   ok_message=f"user {u.name} as expected", severity=Severity.HIGH,
+                   fix="re-run mailserver deploy")
+    return checks.results
+
+
 def managed_paths(m: Manifest, files: Sequence[ManagedFile]) -> tuple[str, ...]:
     paths = {f.path for f in files} | {d.path for d in m.directories}
     paths |= {mp.source for mp in m.maps} | {map_output(mp) for mp in m.maps}
@@ -328,7 +367,7 @@ def read_contents(target: Target, paths: Sequence[str]) -> dict[str, str]:
 
 def run_drift(target: Target) -> list[CheckResult]:
     """Read the host (two or three round trips) and compare with its Manifest."""
-    from pyinfra_mailserver.facts import ManagedPaths
+    from pyinfra_mailserver.facts import Accounts, ManagedPaths
 
     m = target.manifest
     files = [*m.files, *tls_files(m, target.secrets_dir)]
@@ -339,7 +378,15 @@ def run_drift(target: Target) -> list[CheckResult]:
     changed = [f.path for f in files if not f.secret and (st := paths.get(f.path)) is not None
                and st.kind == "file" and st.sha256 != sha256(f.content)]
     contents = read_contents(target, changed)
-    return evaluate(m, target.name, files, paths, contents, sections)
+    results = evaluate(m, target.name, files, paths, contents, sections)
+    if m.users or m.groups:
+        # every group a user must be in is read too (as the deploy's account_state does), or membership
+        # in a package-made group (postfix in sasl) would look missing
+        group_names = tuple(sorted({g.name for g in m.groups} | {g for u in m.users for g in u.groups}
+                                   | {u.group for u in m.users if u.group}))
+        state: AccountState = target.fact(Accounts, users=tuple(u.name for u in m.users), groups=group_names)
+        results += evaluate_accounts(m, target.name, state)
+    return results
 
 
 def run_all(targets: Sequence[Target]) -> list[CheckResult]:

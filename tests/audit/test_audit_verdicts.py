@@ -197,6 +197,38 @@ def test_drift_commands_are_read_only_and_hide_map_values() -> None:
         assert verb not in joined
 
 
+def test_accounts_drift() -> None:
+    from dataclasses import replace
+
+    from pyinfra_mailserver.drift import evaluate_accounts
+    from pyinfra_mailserver.facts import AccountState
+    from pyinfra_mailserver.manifest import Group, User
+
+    m = replace(manifest(), groups=(Group("vmail", gid=5000),), users=(
+        User("vmail", uid=5000, group="vmail", home="/var/vmail", system=True),
+        User("bob", group=None, groups=("mail",), shell="/bin/bash", password_hash="$6$x$y"),
+    ))
+    good = AccountState(
+        users={"vmail": {"uid": 5000, "gid": 5000, "home": "/var/vmail", "shell": "/usr/sbin/nologin",
+                         "groups": [], "password_sha256": None},
+               "bob": {"uid": 1000, "gid": 1000, "home": "/home/bob", "shell": "/bin/bash",
+                       "groups": ["mail"], "password_sha256": sha256("$6$x$y")}},
+        groups={"vmail": {"gid": 5000, "members": []}},
+    )
+    assert all(r.status is Status.PASS for r in evaluate_accounts(m, "mx1", good))
+    bad = AccountState(
+        users={"vmail": {**good.users["vmail"], "uid": 5001, "shell": "/bin/sh"},
+               "bob": {**good.users["bob"], "groups": [], "password_sha256": sha256("$6$other")}},
+        groups={"vmail": {"gid": 5000, "members": []}},
+    )
+    r = verdicts(evaluate_accounts(m, "mx1", bad))
+    assert "uid 5001" in r["drift.user[vmail]"].message and "shell /bin/sh" in r["drift.user[vmail]"].message
+    assert "not in group(s) mail" in r["drift.user[bob]"].message
+    assert "password differs" in r["drift.user[bob]"].message and "$6$" not in r["drift.user[bob]"].message
+    r = verdicts(evaluate_accounts(m, "mx1", AccountState({}, {})))
+    assert r["drift.user[bob]"].status is Status.FAIL and r["drift.group[vmail]"].status is Status.FAIL
+
+
 # ------------------------------------------------------------------------------------------ inside
 
 
