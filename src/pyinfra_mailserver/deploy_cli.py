@@ -133,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
     from pyinfra.context import ctx_host, ctx_state
     from pyinfra_cli.inventory import make_inventory
 
+    from pyinfra_mailserver import preflight
     from pyinfra_mailserver.deploys import deploy_mailserver
     from pyinfra_mailserver.deploys.ops import host_record
 
@@ -159,21 +160,34 @@ def run(args: argparse.Namespace) -> int:
         inventory = make_inventory(inventory_path, override_data=override or None, cwd=cwd)
     config = Config()
     config.DIFF = bool(args.diff)
-    state.init(inventory, config, initial_limit=_limit_hosts(inventory, args.limit))
+    selected = _limit_hosts(inventory, args.limit) or list(inventory)
+    # Data first, on the controller: a host whose data is invalid is never contacted, and every such
+    # problem is listed at once (pyinfra_mailserver.preflight).
+    failed_to_prepare: dict[str, str] = preflight.invalid_hosts(selected, inventory_path)
+    valid = [h for h in selected if h.name not in failed_to_prepare]
+    state.init(inventory, config, initial_limit=valid)
     if args.verbose:
         state.print_fact_info = state.print_noop_info = True
 
     counters = {h: _Counter(h) for h in inventory}
     op_names = _record_op_names()
     started = time.monotonic()
-    failed_to_prepare: dict[str, str] = {}
+    crashed = None
     with ctx_state.use(state):
         # The stages the pyinfra CLI goes through: facts and caches are per stage (plan vs execute).
         state.set_stage(StateStage.Connect)
-        connect_all(state)
+        if valid:
+            try:
+                connect_all(state)
+            except PyinfraError as e:  # "No hosts remaining!": every host failed to connect
+                crashed = str(e)
+        for host in valid:
+            if not host.connected:
+                said = [line for line in errors.lines if f"[{host.name}]" in line or host.name in line]
+                failed_to_prepare[host.name] = "could not connect" + (f": {said[-1]}" if said else "")
         connected = time.monotonic()
         state.set_stage(StateStage.Prepare)
-        for host in list(state.inventory.get_active_hosts()):
+        for host in [] if crashed else list(state.inventory.get_active_hosts()):
             with ctx_host.use(host):
                 try:
                     deploy_mailserver(raise_errors=True)
@@ -184,8 +198,7 @@ def run(args: argparse.Namespace) -> int:
                     with contextlib.suppress(PyinfraError):
                         state.fail_hosts({host})
         prepared = time.monotonic()
-        crashed = None
-        if not args.dry and state.inventory.get_active_hosts():
+        if not args.dry and not crashed and state.inventory.get_active_hosts():
             state.set_stage(StateStage.Execute)
             try:
                 run_ops(state)
@@ -195,9 +208,7 @@ def run(args: argparse.Namespace) -> int:
     finished = time.monotonic()
 
     results = []
-    for host in inventory:
-        if args.limit and not state.is_host_in_limit(host):
-            continue
+    for host in selected:
         ops = []
         for op_hash in state.get_op_order():
             op_data = state.ops.get(host, {}).get(op_hash)
