@@ -75,13 +75,14 @@ def _setup(args: argparse.Namespace) -> None:
 
 
 def _emit(args: argparse.Namespace, command: str, results: Sequence[CheckResult]) -> int:
+    fail_on = Severity(args.fail_on)
     if args.junit:
         Path(args.junit).write_text(to_junit(results, command))
     if args.json:
-        sys.stdout.write(to_json(results, command) + "\n")
+        sys.stdout.write(to_json(results, command, fail_on) + "\n")
     else:
-        print_table(results, command, show_passed=not args.failures_only)
-    return exit_code(results, Severity(args.fail_on))
+        print_table(results, command, show_passed=not args.failures_only, fail_on=fail_on)
+    return exit_code(results, fail_on)
 
 
 def _run(args: argparse.Namespace, command: str, body: Callable[[list[Any]], list[CheckResult]]) -> int:

@@ -143,13 +143,13 @@ def summary(results: Sequence[CheckResult]) -> dict[str, int]:
     return counts
 
 
-def to_json(results: Sequence[CheckResult], command: str) -> str:
+def to_json(results: Sequence[CheckResult], command: str, fail_on: Severity = Severity.LOW) -> str:
     """Machine-readable output: every result plus the counts and the exit code it implies."""
     return json.dumps(
         {
             "command": command,
             "summary": summary(results),
-            "exit_code": exit_code(results),
+            "exit_code": exit_code(results, fail_on),
             "results": [r.to_dict() for r in results],
         },
         indent=2,
@@ -190,7 +190,7 @@ _STYLE = {Status.PASS: "green", Status.FAIL: "red", Status.SKIP: "yellow", Statu
 
 
 def print_table(results: Sequence[CheckResult], command: str, file: IO[str] | None = None,
-                show_passed: bool = True, show_detail: bool = True) -> None:
+                show_passed: bool = True, show_detail: bool = True, fail_on: Severity = Severity.LOW) -> None:
     """The human view: one row per check, findings with their fix, then diffs, then the counts."""
     from rich.console import Console
     from rich.table import Table
@@ -215,4 +215,4 @@ def print_table(results: Sequence[CheckResult], command: str, file: IO[str] | No
                 console.rule(Text(f"{r.host} {r.id}"))
                 console.print(r.detail, markup=False)
     counts = summary(results)
-    console.print(", ".join(f"{v} {k}" for k, v in counts.items()) + f" — exit {exit_code(results)}")
+    console.print(", ".join(f"{v} {k}" for k, v in counts.items()) + f" — exit {exit_code(results, fail_on)}")
