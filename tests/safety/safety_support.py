@@ -29,7 +29,7 @@ E2E_DIR = Path(__file__).resolve().parents[1] / "e2e"
 if str(E2E_DIR) not in sys.path:  # reuse the e2e helpers (deploy_fresh, Deployment, group data)
     sys.path.insert(0, str(E2E_DIR))
 
-from e2e_support import MAILSERVER, REPO, Deployment, group_data_source  # noqa: E402
+from e2e_support import MAILSERVER, REPO, Deployment, group_data_source, manifest_of  # noqa: E402
 
 STAGE_DIR = "/var/lib/pyinfra-mailserver/stage"
 RELAY_SECRET = "relay-safety.test"
@@ -65,6 +65,10 @@ class SafetyHost:
         src = group_data_source(self.dep.variant, self.dep.bridge_ip, postfix_extra=postfix_extra)
         src += "\n".join([*base_lines(self.dep.bridge_ip), *lines]) + "\n"
         self.dep.group_file.write_text(src)
+
+    def manifest(self) -> Any:
+        """The Manifest of the data the group file holds now (dep.manifest is the e2e start data)."""
+        return manifest_of(self.dep.group_file, self.dep.fqdn, self.dep.secrets_dir)
 
     def generate_secrets(self) -> None:
         r = subprocess.run(
