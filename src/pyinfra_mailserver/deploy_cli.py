@@ -114,8 +114,8 @@ def _record_op_names() -> _OpNames:
             names[(host.name, op_hash)] = pending.pop(host.name)
         return op_order, op_hash
 
-    op_module.generate_operation_name = generate  # type: ignore[assignment]
-    op_module.solve_operation_consistency = solve  # type: ignore[assignment]
+    op_module.generate_operation_name = generate  # type: ignore[attr-defined]
+    op_module.solve_operation_consistency = solve  # type: ignore[attr-defined]
     return names
 
 
@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
 
     results = []
     for host in selected:
-        ops = []
+        ops: list[dict[str, Any]] = []
         for op_hash in state.get_op_order():
             op_data = state.ops.get(host, {}).get(op_hash)
             if op_data is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 from pyinfra import host
@@ -60,7 +60,7 @@ def _started() -> set[str]:
 
 
 @operation()
-def ensure_service_running(service: Service, units: tuple[str, ...] = ()) -> Iterator[Any]:
+def ensure_service_running(service: Service, units: tuple[str, ...] = ()) -> Generator[Any, None, None]:
     """
     Make a service enabled at boot and running, as the manifest says.
 
@@ -88,7 +88,7 @@ def ensure_service_running(service: Service, units: tuple[str, ...] = ()) -> Ite
 
 
 @operation()
-def reload_service(service: Service, units: tuple[str, ...] = ()) -> Iterator[Any]:
+def reload_service(service: Service, units: tuple[str, ...] = ()) -> Generator[Any, None, None]:
     """
     Reload (or restart, when the service cannot reload) a running service after its inputs changed.
 

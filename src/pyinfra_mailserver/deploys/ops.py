@@ -19,7 +19,7 @@ import hashlib
 import posixpath
 import shlex
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from io import BytesIO
 from typing import Any
 
@@ -133,7 +133,7 @@ def _skipped_by_if() -> bool:
     """While planning, pyinfra ignores `_if`; evaluate it ourselves so `--dry` shows no phantom changes."""
     if state.is_executing:
         return False  # pyinfra already evaluated _if before calling us
-    args = host.current_op_global_arguments or {}
+    args: dict[str, Any] = dict(host.current_op_global_arguments or {})
     conds = args.get("_if")
     if not conds:
         return False
@@ -167,13 +167,14 @@ def _log_diff(
         logger.info("  %s", line.rstrip("\n"))
 
 
-def _upload(content: str, dest: str) -> Iterator[Any]:
+def _upload(content: str, dest: str) -> Generator[Any, None, None]:
     """Upload text into the stage. Under sudo the SFTP hop goes through a 0700 dir of the SSH user."""
     temp = None
-    args = host.current_op_global_arguments or {}
+    args: dict[str, Any] = dict(host.current_op_global_arguments or {})
     if args.get("_sudo") or args.get("_su_user") or args.get("_doas"):
         name = hashlib.sha256(dest.encode()).hexdigest()[:16]
-        yield StringCommand("umask 077 && mkdir -p .pyinfra-mailserver", _sudo=False, _su_user=None)
+        as_ssh_user: Any = {"_sudo": False, "_su_user": None, "_doas": False}
+        yield StringCommand("umask 077 && mkdir -p .pyinfra-mailserver", **as_ssh_user)
         temp = f".pyinfra-mailserver/{name}"
     yield FileUploadCommand(BytesIO(content.encode()), dest, remote_temp_filename=temp)
 
@@ -188,7 +189,9 @@ def _install_staged(live: str, staged: str) -> str:
 
 
 @operation()
-def sync_file(file: ManagedFile, staged: bool = False, secrets: tuple[str, ...] = ()) -> Iterator[Any]:
+def sync_file(
+    file: ManagedFile, staged: bool = False, secrets: tuple[str, ...] = ()
+) -> Generator[Any, None, None]:
     """
     Make one managed file match its rendered content, owner, group and mode.
 
@@ -253,7 +256,7 @@ def activate_config(
     files: tuple[str, ...],
     restart_when: tuple[str, ...] = (),
     service: str = "",
-) -> Iterator[Any]:
+) -> Generator[Any, None, None]:
     """
     Validate a staged config tree with the host's own programs, then install its changed files.
 
@@ -318,7 +321,7 @@ def activate_config(
 
 
 @operation()
-def build_map(map: PostfixMap) -> Iterator[Any]:
+def build_map(map: PostfixMap) -> Generator[Any, None, None]:
     """
     Build a Postfix lookup table from its source (postmap / postalias), when asked or when it is stale.
 
@@ -346,7 +349,7 @@ def map_is_stale(m: PostfixMap) -> bool:
 
 
 @operation()
-def ensure_directories(directories: tuple[Directory, ...]) -> Iterator[Any]:
+def ensure_directories(directories: tuple[Directory, ...]) -> Generator[Any, None, None]:
     """
     Make directories exist with their owner, group and mode, all fixed by one command.
 
@@ -401,7 +404,7 @@ def account_state(users: tuple[User, ...], groups: tuple[Group, ...]) -> Account
 
 
 @operation()
-def ensure_accounts(groups: tuple[Group, ...], users: tuple[User, ...]) -> Iterator[Any]:
+def ensure_accounts(groups: tuple[Group, ...], users: tuple[User, ...]) -> Generator[Any, None, None]:
     """
     Make groups and users exist with their ids, home, shell, supplementary groups and password hash.
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 from pyinfra import host
@@ -34,7 +34,7 @@ def install_packages(
     packages: tuple[str, ...],
     family: Family = Family.DEBIAN,
     debconf: tuple[tuple[str, str, str, str], ...] = (),
-) -> Iterator[Any]:
+) -> Generator[Any, None, None]:
     """
     Install the missing packages in one transaction, with debconf answers given first.
 

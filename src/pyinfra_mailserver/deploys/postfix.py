@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 
@@ -18,7 +20,7 @@ from pyinfra_mailserver.deploys.ops import (
     reload_condition,
     sync_file,
 )
-from pyinfra_mailserver.manifest import Manifest
+from pyinfra_mailserver.manifest import Manifest, PostfixMap
 
 # Checks run against the staged tree; `postconf` prints warnings (unknown or mistyped parameters) on
 # stderr with exit status 0, so activate_config treats any output of a `postconf` check as an error.
@@ -35,6 +37,12 @@ def staged_files(manifest: Manifest) -> tuple[str, ...]:
         for f in manifest.files_for("postfix")
         if is_under(f.path, manifest.distro.postfix_dir) and f.path not in sources
     )
+
+
+def _source_changed_or_stale(m: PostfixMap, source_op: OperationMeta | None) -> Callable[[], bool]:
+    """Rebuild a map when its source changed in this run, or its indexed file is missing or older."""
+    source_changed = changed(source_op) if source_op is not None else None
+    return lambda: (source_changed is not None and source_changed()) or map_is_stale(m)
 
 
 @deploy("Postfix install")
@@ -68,12 +76,7 @@ def configure(manifest: Manifest) -> dict[str, OperationMeta]:
         service="postfix",
     )
     for m in manifest.maps:
-        source_changed = changed(ops[m.source]) if m.source in ops else (lambda: False)
-        build_map(
-            name=f"{m.command} {m.spec}",
-            map=m,
-            _if=lambda cond=source_changed, m=m: cond() or map_is_stale(m),
-        )
+        build_map(name=f"{m.command} {m.spec}", map=m, _if=_source_changed_or_stale(m, ops.get(m.source)))
     return ops
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 from pyinfra import host, state
@@ -173,7 +173,7 @@ def testinfra_misses(manifest: Manifest) -> list[str]:
 
 
 @operation()
-def verify_host(manifest: Manifest) -> Iterator[Any]:
+def verify_host(manifest: Manifest) -> Generator[Any, None, None]:
     """
     Check the host is what the manifest describes; fail naming every miss (nothing runs when all is well).
 
