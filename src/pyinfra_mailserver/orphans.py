@@ -1,0 +1,74 @@
+"""Mailboxes on disk that the data no longer lists (issue 6: nothing lost).
+
+The deploy never deletes mail: removing a mailbox from the data leaves its Maildir where it was. So
+that this is visible rather than silent (disk use, a forgotten account's mail), the deploy reports each
+such directory as orphaned, with its path, and changes nothing.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import shlex
+from collections.abc import Iterator
+from typing import Any
+
+from pyinfra import host, logger, state
+from pyinfra.api import FactBase, operation
+
+from pyinfra_mailserver.manifest import Manifest
+
+
+class MailboxDirs(FactBase[list[str]]):
+    """Directories `base/DOMAIN/USER` under the virtual mail base directory (paths only)."""
+
+    @staticmethod
+    def default() -> list[str]:
+        return []
+
+    def command(self, base_dir: str) -> str:
+        return f"find {shlex.quote(base_dir)} -mindepth 2 -maxdepth 2 -type d 2>/dev/null; true"
+
+    def process(self, output: list[str]) -> list[str]:
+        return sorted(line.strip() for line in output if line.strip())
+
+
+def mailbox_dirs(manifest: Manifest) -> tuple[str | None, set[str]]:
+    """(virtual base directory, the `base/DOMAIN/USER` directory of every virtual mailbox of the data)."""
+    dirs = set()
+    for a in manifest.accounts:
+        if a.kind != "virtual":
+            continue
+        path = a.mailbox.rstrip("/")
+        if posixpath.basename(path).lower() == "maildir":
+            path = posixpath.dirname(path)
+        dirs.add(path)
+    bases = {posixpath.dirname(posixpath.dirname(d)) for d in dirs}
+    return (bases.pop() if len(bases) == 1 else None), dirs
+
+
+def orphaned(found: list[str], expected: set[str]) -> list[str]:
+    return [d for d in found if d not in expected]
+
+
+@operation(is_idempotent=True)
+def report_orphaned_mailboxes(manifest: Manifest) -> Iterator[Any]:
+    """
+    Report mailbox directories on the host that no virtual mailbox of the data uses; never delete them.
+
+    + manifest: the host's manifest (its virtual accounts and their Maildirs)
+    """
+    base, expected = mailbox_dirs(manifest)
+    if base is None:
+        host.noop("no virtual mailboxes")
+        return
+    orphans = orphaned(host.get_fact(MailboxDirs, base_dir=base), expected)
+    if state.is_executing:
+        for d in orphans:
+            host.log_styled(
+                f"orphaned mailbox {d}: not in the data any more, its mail is kept on disk "
+                "(add the mailbox back, or archive and remove the directory by hand)",
+                fg="yellow",
+                log_func=logger.warning,
+            )
+    host.noop(f"{len(orphans)} orphaned mailbox(es)" if orphans else "no orphaned mailbox")
+    yield from ()

@@ -1,0 +1,30 @@
+"""Issue 6 (4), without hosts: which mailbox directories count as orphaned (kept, reported)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyinfra_mailserver import distro, secretstore
+from pyinfra_mailserver.manifest import build_manifest
+from pyinfra_mailserver.model import validate_server
+from pyinfra_mailserver.orphans import MailboxDirs, mailbox_dirs, orphaned
+
+ARGON = secretstore.hash_password("safety horse", "argon2id")
+
+
+def test_orphaned_mailbox_dirs(tmp_path: Path) -> None:
+    data = {
+        "virtual": {
+            "domains": ["example.net"],
+            "mailboxes": [{"address": "alice@example.net", "password": ARGON}],
+        },
+        "sasl": {"backend": "dovecot"},
+    }
+    m = build_manifest(validate_server(data, hostname="mx1.example.org"), distro.DEBIAN)
+    base, expected = mailbox_dirs(m)
+    assert base == "/var/mail/vmail"
+    assert expected == {"/var/mail/vmail/example.net/alice"}
+    d = "/var/mail/vmail/example.net"
+    found = MailboxDirs().process([f"{d}/bob", f"{d}/alice", ""])
+    assert orphaned(found, expected) == ["/var/mail/vmail/example.net/bob"]
+    assert "find /var/mail/vmail -mindepth 2 -maxdepth 2 -type d" in MailboxDirs().command("/var/mail/vmail")
