@@ -17,21 +17,17 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+# the deploy's own map output names and unit-state script: drift judges by exactly the deploy's rules
+from pyinfra_mailserver.deploys.init import ENABLED_STATES, unit_state_script
+from pyinfra_mailserver.deploys.ops import map_output
 from pyinfra_mailserver.facts import AccountState, FileState
-from pyinfra_mailserver.manifest import ManagedFile, Manifest, PostfixMap
+from pyinfra_mailserver.manifest import ManagedFile, Manifest
 from pyinfra_mailserver.report import CheckResult, CheckSet, Severity, Status, in_parallel
 
 if TYPE_CHECKING:
     from pyinfra_mailserver.audit.remote import Section, Target
 
-MAP_SUFFIX = {"hash": ".db", "btree": ".db", "lmdb": ".lmdb", "cdb": ".cdb", "dbm": ".pag", "sdbm": ".pag"}
-ENABLED_STATES = {"enabled", "enabled-runtime", "static", "generated", "alias", "indirect"}
 MAX_DIFF_LINES = 200
-
-
-def map_output(m: PostfixMap) -> str:
-    """The indexed file postmap/postalias writes next to the source (`.db`, `.lmdb`, ...)."""
-    return m.source + MAP_SUFFIX.get(m.type, ".db")
 
 
 def sha256(text: str) -> str:
@@ -153,12 +149,7 @@ def drift_commands(m: Manifest) -> dict[str, str]:
         cmds[f"map{i}"] = f"{tool} -q {shlex.quote(mp.sample_key)} {shlex.quote(mp.spec)} >/dev/null"
     for i, sock in enumerate(m.sockets):
         cmds[f"sock{i}"] = f"test -S {shlex.quote(sock)}"
-    units = " ".join(shlex.quote(s.unit) for s in m.services)
-    cmds["units"] = (
-        f'for u in {units}; do parts=$(systemctl show -p ConsistsOf --value "$u" 2>/dev/null); '
-        'a=$(systemctl is-active "$u" $parts 2>/dev/null | grep -vx active | head -n1); '
-        'printf \'%s|%s|%s\\n\' "$u" "${a:-active}" "$(systemctl is-enabled "$u" 2>/dev/null)"; done'
-    )
+    cmds["units"] = unit_state_script(tuple(s.unit for s in m.services))
     if m.distro.family == "debian":
         cmds["packages"] = ("dpkg-query -W -f='${db:Status-Abbrev}|${Package}\\n' "
                             + " ".join(shlex.quote(p) for p in m.packages) + " 2>/dev/null; true")
