@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import runpy
 import shlex
 import statistics
@@ -62,6 +63,7 @@ class Timed:
     stdout: str
     stderr: str
     maxrss_kib: int
+    cpu_s: float = 0.0  # user + system CPU of the child (and its waited-for children)
 
     def tail(self, n: int = 2000) -> str:
         """The end of both outputs, for an error message."""
@@ -101,7 +103,8 @@ def run_timed(argv: Sequence[str], env: dict[str, str], timeout: float = 1800) -
         out.seek(0)
         err.seek(0)
         return Timed(seconds, proc.returncode, out.read().decode(errors="replace"),
-                     err.read().decode(errors="replace"), usage.ru_maxrss)
+                     err.read().decode(errors="replace"), usage.ru_maxrss,
+                     usage.ru_utime + usage.ru_stime)
 
 
 def median(values: Sequence[float], digits: int = 2) -> float:
@@ -198,10 +201,18 @@ class BenchLab:
         return run_timed(ssh_argv(self.key, host.ip, [command]), self.env, timeout)
 
     def pyinfra(self, hosts: Sequence[HostState], *args: str, timeout: float = 1800) -> Timed:
-        """`pyinfra -y bench/inventory/bench.py --limit H1,H2 ARGS` — the product's main job's way."""
-        limit = ",".join(h.fqdn for h in hosts)
-        return run_timed([str(BIN / "pyinfra"), "-y", str(INVENTORY), "--limit", limit, *args], self.env,
-                         timeout)
+        """`pyinfra -y bench/inventory/bench.py --limit H1 --limit H2 ARGS` — the main job's way.
+
+        Checks that pyinfra connected to exactly these hosts: a --limit that matches nothing makes
+        pyinfra do nothing successfully, which would time as a very fast run.
+        """
+        limits = [a for h in hosts for a in ("--limit", h.fqdn)]
+        t = run_timed([str(BIN / "pyinfra"), "-y", str(INVENTORY), *limits, *args], self.env, timeout)
+        connected = set(re.findall(r"\[([^\]\s]+)\]\s+Connected", t.stdout + t.stderr))
+        if connected != {h.fqdn for h in hosts}:
+            raise BenchError(f"pyinfra connected to {sorted(connected)}, not {[h.fqdn for h in hosts]}:\n"
+                             f"{t.tail()}")
+        return t
 
     def mailserver(
         self, command: str, hosts: Sequence[HostState], *args: str, timeout: float = 1800

@@ -22,12 +22,14 @@ def run(bl: BenchLab, args: argparse.Namespace) -> dict[str, Any]:
     counts = sorted({int(c) for c in args.p3_hosts.split(",")})
     hosts = bl.ensure_deployed(max(counts))
     rss: dict[int, list[int]] = {n: [] for n in counts}
+    cpu: dict[int, list[float]] = {n: [] for n in counts}
 
     def main_job(n: int) -> float:
         t = bl.pyinfra(hosts[:n], MAIN_JOB)
         if t.returncode != 0:
             raise BenchError(f"no-change main job over {n} hosts failed:\n{t.tail()}")
         rss[n].append(t.maxrss_kib)
+        cpu[n].append(t.cpu_s)
         return t.seconds
 
     def exec_true(n: int) -> float:
@@ -56,6 +58,7 @@ def run(bl: BenchLab, args: argparse.Namespace) -> dict[str, Any]:
         f"exec_true_{hi}_s": median(s[f"exec_true_{hi}"]),
         "exec_true_ratio": ratio(median(s[f"exec_true_{hi}"]), median(s[f"exec_true_{lo}"])),
         "peak_rss_mib": {str(n): round(max(v) / 1024, 1) for n, v in rss.items()},
+        "controller_cpu_s": {str(n): median(v) for n, v in cpu.items()},
         "controller_peak_rss_mib": round(max(rss[hi]) / 1024, 1),
         "changed": changed,
         "round_trips_per_host": sorted({h["round_trips"] for h in check["hosts"]}),
@@ -80,5 +83,7 @@ def rows(fig: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         (f"P3 floor: exec -- true {hi} / {lo} hosts",
          f"{fig['exec_true_ratio']}x ({fig[f'exec_true_{hi}_s']}/{fig[f'exec_true_{lo}_s']})", "", None),
         (f"P3 controller peak RSS, {hi} hosts", f"{fig['controller_peak_rss_mib']} MiB", "", None),
+        (f"P3 controller CPU (user+sys), {lo} / {hi} hosts",
+         f"{fig['controller_cpu_s'][str(lo)]} / {fig['controller_cpu_s'][str(hi)]} s", "", None),
     ]
     return out
