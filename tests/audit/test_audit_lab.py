@@ -112,6 +112,21 @@ def test_fresh_host_has_no_findings(hosts: Hosts, variant: str, tmp_path: Path) 
     assert not [c for c in cases if c.find("failure") is not None or c.find("error") is not None]
 
 
+def test_several_hosts_in_one_run(hosts: Hosts, tmp_path: Path) -> None:
+    """One command over both hosts (as CI runs it over a fleet): one JUnit suite per host, still clean."""
+    junit = tmp_path / "drift.xml"
+    r = subprocess.run([MAILSERVER, "drift", INVENTORY, "--limit", hosts.saslauthd.fqdn, "--limit",
+                        hosts.virtual.fqdn, "--junit", str(junit), "--failures-only"], env=hosts.lab.env,
+                       cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "0 fail, 0 skip, 0 error" in r.stdout  # the table's summary line
+    suites = ET.parse(junit).getroot().findall("testsuite")
+    assert sorted(s.get("name") for s in suites) == sorted(
+        f"drift.{h.fqdn}" for h in (hosts.saslauthd, hosts.virtual))
+    assert all(int(s.get("tests") or 0) > 20 and s.get("failures") == "0" for s in suites)
+
+
 def _probe_login(hosts: Hosts, host: Any) -> str:
     audit = hosts.check("audit", host, "--no-inside")
     msg = next(r["message"] for r in audit.report["results"] if r["id"] == "imap.login[993]")
