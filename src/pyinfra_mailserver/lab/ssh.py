@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from .util import tool
 
@@ -39,12 +40,8 @@ def ssh_run(
     key: Path | str, ip: str, command: str, *, input: str | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
     """Run a shell command on a lab host; returns the CompletedProcess (never raises on exit codes)."""
+    # `input` and `stdin` are never passed together: gevent's patched subprocess refuses even stdin=None
+    feed: dict[str, Any] = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
     return subprocess.run(
-        ssh_argv(key, ip, [command]),
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        stdin=None if input is not None else subprocess.DEVNULL,
+        ssh_argv(key, ip, [command]), capture_output=True, text=True, timeout=timeout, check=False, **feed
     )

@@ -134,7 +134,29 @@ def check_cgroups() -> None:
         raise LabError(f"no cgroup access: {problem}", EXIT_NO_CGROUP)
 
 
+# Each booted guest's systemd, journald, udev and logind hold inotify instances of the controller's
+# (kernel-wide per-uid) budget; Debian's default of 128 runs out at a handful of hosts and a guest then
+# fails to boot with "Too many open files". 1024 is what container hosts commonly set.
+INOTIFY_INSTANCES_MIN = 1024
+INOTIFY_SYSCTL = Path("/proc/sys/fs/inotify/max_user_instances")
+
+
+def ensure_inotify_instances(minimum: int = INOTIFY_INSTANCES_MIN) -> None:
+    """Raise fs.inotify.max_user_instances to `minimum` when it is lower (never lowers it)."""
+    try:
+        current = int(INOTIFY_SYSCTL.read_text())
+        if current < minimum:
+            INOTIFY_SYSCTL.write_text(f"{minimum}\n")
+    except (OSError, ValueError) as exc:
+        raise LabError(
+            f"cannot raise fs.inotify.max_user_instances to {minimum} ({exc}); lab hosts may fail to boot: "
+            f"sysctl -w fs.inotify.max_user_instances={minimum}",
+            EXIT_FAILURE,
+        ) from exc
+
+
 def check_preconditions() -> None:
     check_root()
     check_tools()
     check_cgroups()
+    ensure_inotify_instances()
