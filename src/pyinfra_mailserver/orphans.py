@@ -58,17 +58,19 @@ def report_orphaned_mailboxes(manifest: Manifest) -> Iterator[Any]:
     + manifest: the host's manifest (its virtual accounts and their Maildirs)
     """
     base, expected = mailbox_dirs(manifest)
+    if not state.is_executing:  # read once, when executing: a plan costs no extra round trip
+        host.noop("orphaned mailboxes are looked for when the deploy runs")
+        return
     if base is None:
         host.noop("no virtual mailboxes")
         return
     orphans = orphaned(host.get_fact(MailboxDirs, base_dir=base), expected)
-    if state.is_executing:
-        for d in orphans:
-            host.log_styled(
-                f"orphaned mailbox {d}: not in the data any more, its mail is kept on disk "
-                "(add the mailbox back, or archive and remove the directory by hand)",
-                fg="yellow",
-                log_func=logger.warning,
-            )
+    for d in orphans:
+        host.log_styled(
+            f"orphaned mailbox {d}: not in the data any more, its mail is kept on disk "
+            "(add the mailbox back, or archive and remove the directory by hand)",
+            fg="yellow",
+            log_func=logger.warning,
+        )
     host.noop(f"{len(orphans)} orphaned mailbox(es)" if orphans else "no orphaned mailbox")
     yield from ()
