@@ -112,6 +112,19 @@ def test_fresh_host_has_no_findings(hosts: Hosts, variant: str, tmp_path: Path) 
     assert not [c for c in cases if c.find("failure") is not None or c.find("error") is not None]
 
 
+def test_drift_and_audit_change_nothing(hosts: Hosts) -> None:
+    """Read-only, checked on the host: nothing newer than a marker after drift; after the audit only the
+    probe account's mailbox (Dovecot creates and indexes it on the probe's login), never configuration."""
+    host = hosts.saslauthd
+    host.check("touch /run/audit-marker")  # find -newer compares nanosecond mtimes
+    assert hosts.check("drift", host).rc == 0
+    find = "find /etc /home /var/spool/postfix/etc /var/lib/dovecot -xdev -newer /run/audit-marker -print"
+    assert host.check(find).strip() == ""
+    assert hosts.check("audit", host).rc == 0
+    changed = [p for p in host.check(find).split() if not p.startswith("/home/")]
+    assert changed == []
+
+
 def test_several_hosts_in_one_run(hosts: Hosts, tmp_path: Path) -> None:
     """One command over both hosts (as CI runs it over a fleet): one JUnit suite per host, still clean."""
     junit = tmp_path / "drift.xml"
