@@ -234,6 +234,8 @@ def test_accounts_drift() -> None:
 
 BENIGN_LINES = [
     "2026-11-22T06:15:59+0000 mx1 dovecot[3888]: master: Warning: Killed with signal 15",
+    "2026-11-22T07:04:58+0000 mx2 dovecot[3722]: log(3722): Warning: Killed with signal 15 "
+    "(by pid=1 uid=0 code=kill)",
     "2026-11-22T06:18:18+0000 mx1 postfix/smtpd[5271]: warning: TLS library problem: "
     "error:0A000102:SSL routines::unsupported protocol:../ssl/statem/statem_srvr.c:1664:",
 ]

@@ -25,7 +25,8 @@ PROBE_PASSWORD_ENV = "MAILSERVER_PROBE_PASSWORD"
 PLAIN_SCHEMES = ("PLAIN", "CLEAR", "CLEARTEXT", "PLAIN-TRUNC")
 # Log lines that are the normal noise of an operator's action, not a problem of the host.
 BENIGN_LOG = (
-    r"dovecot.*master: Warning: Killed with signal",
+    # a service stop/restart by the init system: the master and its log process each say so
+    r"dovecot.*(master|log\(\d+\)): Warning: Killed with signal 15",
     r"dovecot.*master: Warning: SIGHUP received - reloading configuration",
     r"postfix/postfix-script.*warning: symlink leaves directory",
     # what any TLS scanner (this audit's own TLS 1.0/1.1 probes included) leaves behind
