@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import posixpath
 import shlex
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 from pyinfra import host, logger, state
@@ -51,7 +51,7 @@ def orphaned(found: list[str], expected: set[str]) -> list[str]:
 
 
 @operation(is_idempotent=True)
-def report_orphaned_mailboxes(manifest: Manifest) -> Iterator[Any]:
+def report_orphaned_mailboxes(manifest: Manifest) -> Generator[Any, None, None]:
     """
     Report mailbox directories on the host that no virtual mailbox of the data uses; never delete them.
 
