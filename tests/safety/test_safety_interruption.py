@@ -6,7 +6,8 @@ Kill points are taken from the run's own plan (`mailserver deploy --dry --json`)
 deploy's operations rather than fixed names: the first operation that changes something (nothing live
 yet), the first operation after the Postfix activation (new files live, reload still to come), and the
 final verification (everything done). The process is killed when pyinfra logs that it starts that
-operation.
+operation. Two kill points stop the `pyinfra INVENTORY deploys/deploy_mailserver.py` main job, one
+`mailserver deploy`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import subprocess
 from typing import Any
 
 import pytest
-from safety_support import MAILSERVER, REPO, SafetyHost, run_tool, stray_files
+from safety_support import MAILSERVER, REPO, SafetyHost, pyinfra_exe, run_tool, stray_files
 
 pytestmark = pytest.mark.lab
 
@@ -51,10 +52,15 @@ def kill_target(ops: list[dict[str, Any]], point: str) -> str:
     raise ValueError(point)
 
 
-def deploy_killed_at(sh: SafetyHost, op_name: str, timeout: float = 300) -> str:
-    """Start `mailserver deploy`, SIGKILL it as it logs the start of `op_name`; the log up to then."""
+def deploy_killed_at(sh: SafetyHost, op_name: str, tool: str, timeout: float = 300) -> str:
+    """Start a deploy (`pyinfra` main job or `mailserver deploy`), SIGKILL it as it logs the start of
+    `op_name`; the log up to then."""
+    argv = {
+        "pyinfra": [pyinfra_exe(), "-y", str(sh.dep.inventory), "deploys/deploy_mailserver.py"],
+        "mailserver": [MAILSERVER, "deploy", str(sh.dep.inventory)],
+    }[tool]
     p = subprocess.Popen(
-        [MAILSERVER, "deploy", str(sh.dep.inventory)], env=sh.dep.env, cwd=REPO, text=True,
+        argv, env=sh.dep.env, cwd=REPO, text=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
     )
     seen: list[str] = []
@@ -103,6 +109,9 @@ POINTS = [
 ]
 
 
+TOOL = {"first-change": "pyinfra", "after-postfix-activation": "mailserver", "verify": "pyinfra"}
+
+
 @pytest.mark.parametrize("point", POINTS)
 def test_killed_deploy_converges_on_rerun(safe_host: SafetyHost, point: str) -> None:
     sh = safe_host
@@ -110,7 +119,7 @@ def test_killed_deploy_converges_on_rerun(safe_host: SafetyHost, point: str) -> 
     try:
         sh.write_data(*change(i))
         target = kill_target(plan(sh), point)
-        deploy_killed_at(sh, target)
+        deploy_killed_at(sh, target, TOOL[point])
 
         again = sh.deploy()
         assert again["success"], f"re-run after kill at {target!r} failed: {again['_report']['errors']}"
