@@ -174,6 +174,23 @@ class BenchLab:
             return []
         return load(self.state_dir).sorted_hosts()
 
+    def host_cpu_s(self, hosts: Sequence[HostState]) -> float:
+        """CPU seconds the hosts have used so far (their cgroup v2 `cpu.stat` usage_usec; 0 where absent).
+
+        The hosts share the controller's cores, so what a run costs *on the hosts* is half of the story of
+        any multi-host figure; the difference of two readings around a run is that cost.
+        """
+        total = 0
+        for h in hosts:
+            for cg in h.cgroups:
+                stat = Path(cg) / "cpu.stat"
+                if stat.exists():
+                    for line in stat.read_text().splitlines():
+                        if line.startswith("usage_usec "):
+                            total += int(line.split()[1])
+                    break
+        return total / 1e6
+
     def add(self, count: int, role: str) -> list[HostState]:
         """`count` fresh hosts from the cached image (about a second), with `role`."""
         new = self.lab.add(count) if self.hosts() else self.lab.up(count)

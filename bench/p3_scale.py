@@ -23,9 +23,12 @@ def run(bl: BenchLab, args: argparse.Namespace) -> dict[str, Any]:
     hosts = bl.ensure_deployed(max(counts))
     rss: dict[int, list[int]] = {n: [] for n in counts}
     cpu: dict[int, list[float]] = {n: [] for n in counts}
+    host_cpu: dict[int, list[float]] = {n: [] for n in counts}
 
     def main_job(n: int) -> float:
+        before = bl.host_cpu_s(hosts[:n])
         t = bl.pyinfra(hosts[:n], MAIN_JOB)
+        host_cpu[n].append(bl.host_cpu_s(hosts[:n]) - before)
         if t.returncode != 0:
             raise BenchError(f"no-change main job over {n} hosts failed:\n{t.tail()}")
         rss[n].append(t.maxrss_kib)
@@ -59,6 +62,7 @@ def run(bl: BenchLab, args: argparse.Namespace) -> dict[str, Any]:
         "exec_true_ratio": ratio(median(s[f"exec_true_{hi}"]), median(s[f"exec_true_{lo}"])),
         "peak_rss_mib": {str(n): round(max(v) / 1024, 1) for n, v in rss.items()},
         "controller_cpu_s": {str(n): median(v) for n, v in cpu.items()},
+        "hosts_cpu_s": {str(n): median(v) for n, v in host_cpu.items()},
         "controller_peak_rss_mib": round(max(rss[hi]) / 1024, 1),
         "changed": changed,
         "round_trips_per_host": sorted({h["round_trips"] for h in check["hosts"]}),
@@ -85,5 +89,7 @@ def rows(fig: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         (f"P3 controller peak RSS, {hi} hosts", f"{fig['controller_peak_rss_mib']} MiB", "", None),
         (f"P3 controller CPU (user+sys), {lo} / {hi} hosts",
          f"{fig['controller_cpu_s'][str(lo)]} / {fig['controller_cpu_s'][str(hi)]} s", "", None),
+        (f"P3 lab hosts' CPU (all of them), {lo} / {hi} hosts",
+         f"{fig['hosts_cpu_s'][str(lo)]} / {fig['hosts_cpu_s'][str(hi)]} s", "", None),
     ]
     return out

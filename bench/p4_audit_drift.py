@@ -24,10 +24,13 @@ def run(bl: BenchLab, args: argparse.Namespace) -> dict[str, Any]:
     exits: dict[str, set[int]] = {}
     summaries: dict[str, dict[str, int]] = {}
     cpu: dict[str, list[float]] = {}
+    host_cpu: dict[str, list[float]] = {}
 
     def command(cmd: str, n: int) -> float:
+        before = bl.host_cpu_s(hosts[:n])
         t = bl.mailserver(cmd, hosts[:n], "--json", timeout=900)
         key = f"{cmd}_{n}"
+        host_cpu.setdefault(key, []).append(bl.host_cpu_s(hosts[:n]) - before)
         exits.setdefault(key, set()).add(t.returncode)
         if t.returncode not in (0, 1):
             raise BenchError(f"{cmd} over {n} hosts exited {t.returncode}:\n{t.tail()}")
@@ -47,6 +50,7 @@ def run(bl: BenchLab, args: argparse.Namespace) -> dict[str, Any]:
         "audit_ratio": ratio(fig[f"audit_{many}_s"], fig["audit_1_s"]),
         "drift_ratio": ratio(fig[f"drift_{many}_s"], fig["drift_1_s"]),
         "controller_cpu_s": {k: median(v) for k, v in cpu.items()},
+        "hosts_cpu_s": {k: median(v) for k, v in host_cpu.items()},
         "exit_codes": {k: sorted(v) for k, v in exits.items()},
         "summaries": summaries,
         "target_one_s": TARGET_ONE_S,
@@ -68,6 +72,8 @@ def rows(fig: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
             (f"P4 {cmd}, {n} hosts", f"{big} s", "", None),
             (f"P4 {cmd} controller CPU, 1 / {n} hosts",
              f"{fig['controller_cpu_s'][f'{cmd}_1']} / {fig['controller_cpu_s'][f'{cmd}_{n}']} s", "", None),
+            (f"P4 {cmd} lab hosts' CPU, 1 / {n} hosts",
+             f"{fig['hosts_cpu_s'][f'{cmd}_1']} / {fig['hosts_cpu_s'][f'{cmd}_{n}']} s", "", None),
             (f"P4 {cmd} ratio {n} / 1", f"{r}x", f"≤{TARGET_RATIO:g}x", r is not None and r <= TARGET_RATIO),
         ]
     return out
