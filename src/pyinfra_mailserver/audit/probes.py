@@ -200,7 +200,10 @@ def probe_smtp(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
         checks.skip(f"smtp.trusted_session[{n}]", f"{label}: certificate not trusted "
                     f"({e.verify_message}); checks after STARTTLS skipped — see tls.cert_chain")
     except (OSError, smtplib.SMTPException) as e:
-        checks.error(f"smtp.session[{n}]", f"{label}: session broke off: {e}")
+        # the port answered, then the server dropped a well-formed dialogue: a fault of the host
+        # (e.g. smtpd exits when its SASL backend is gone), not a check that could not run
+        checks.fail(f"smtp.session[{n}]", f"{label}: session broke off: {e}", severity=Severity.HIGH,
+                    fix="read the mail log for the daemon's fatal error on this port")
     finally:
         session.close()
 
@@ -257,7 +260,10 @@ def probe_imap(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
         checks.skip(f"imap.trusted_session[{n}]", f"{label}: certificate not trusted "
                     f"({e.verify_message}); checks after STARTTLS skipped — see tls.cert_chain")
     except (OSError, imaplib.IMAP4.error, ssl.SSLError) as e:
-        checks.error(f"imap.session[{n}]", f"{label}: session broke off: {e}")
+        # the port answered, then the server dropped a well-formed dialogue: a fault of the host
+        # (e.g. smtpd exits when its SASL backend is gone), not a check that could not run
+        checks.fail(f"imap.session[{n}]", f"{label}: session broke off: {e}", severity=Severity.HIGH,
+                    fix="read the mail log for the daemon's fatal error on this port")
     finally:
         with contextlib.suppress(Exception):
             m.logout()
@@ -317,7 +323,10 @@ def probe_pop3(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
         checks.skip(f"pop3.trusted_session[{n}]", f"{label}: certificate not trusted "
                     f"({e.verify_message}); checks after STARTTLS skipped — see tls.cert_chain")
     except (OSError, poplib.error_proto, ssl.SSLError) as e:
-        checks.error(f"pop3.session[{n}]", f"{label}: session broke off: {e}")
+        # the port answered, then the server dropped a well-formed dialogue: a fault of the host
+        # (e.g. smtpd exits when its SASL backend is gone), not a check that could not run
+        checks.fail(f"pop3.session[{n}]", f"{label}: session broke off: {e}", severity=Severity.HIGH,
+                    fix="read the mail log for the daemon's fatal error on this port")
     finally:
         with contextlib.suppress(Exception):
             p.quit()
