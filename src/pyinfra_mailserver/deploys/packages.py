@@ -15,8 +15,9 @@ from pyinfra_mailserver.facts import DebPackageStatus, RpmPackageStatus
 from pyinfra_mailserver.manifest import Manifest
 
 APT_ENV = "DEBIAN_FRONTEND=noninteractive"
-# Wait for a dpkg lock held by e.g. apt-daily (fresh cloud hosts) instead of failing at once.
-APT_OPTS = "-o DPkg::Lock::Timeout=300 -o Acquire::Retries=3"
+# Wait for a dpkg lock held by e.g. apt-daily (fresh cloud hosts) instead of failing at once; a stalled
+# mirror or proxy connection times out (and is retried) instead of hanging the whole run.
+APT_OPTS = "-o DPkg::Lock::Timeout=300 -o Acquire::Retries=3 -o Acquire::http::Timeout=60"
 APT_INSTALL = (
     f"apt-get install -y -q --no-install-recommends {APT_OPTS} "
     "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold"
