@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
-from pydantic_core.core_schema import ValidatorFunctionWrapHandler
+from pydantic import Field, field_validator
 
 from pyinfra_mailserver.model.common import Strict, err
-from pyinfra_mailserver.model.passwords import CryptHash, secret_name_of
+from pyinfra_mailserver.model.passwords import CryptHash, SecretBacked
 
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 # accounts every system has, that aliases may point at without declaring them
@@ -23,7 +22,7 @@ def check_user_name(v: str, what: str = "user name") -> str:
     return v
 
 
-class SystemUser(Strict):
+class SystemUser(SecretBacked):
     """A system account that receives mail locally and logs in over SMTP AUTH (saslauthd) and IMAP/POP3.
 
     Its password is a SHA512-CRYPT hash because PAM and saslauthd's shadow mechanism only verify crypt(3).
@@ -31,21 +30,6 @@ class SystemUser(Strict):
 
     name: str
     password: CryptHash = Field(description="'$6$...' or {\"secret\": NAME}; never plaintext.")
-    _secret_name: str | None = PrivateAttr(default=None)
-
-    @model_validator(mode="wrap")  # type: ignore[misc]
-    @classmethod
-    def _remember_secret(cls, data: object, handler: ValidatorFunctionWrapHandler) -> object:
-        obj = handler(data)
-        if isinstance(obj, cls):
-            obj._secret_name = secret_name_of(data)
-        return obj
-
-    @property
-    def secret_name(self) -> str | None:
-        """Name of the secret the password came from (None for a literal hash in the data)."""
-        return self._secret_name
-
     comment: str = Field(default="", max_length=100)
     uid: int | None = Field(default=None, ge=1000, le=60000)
 

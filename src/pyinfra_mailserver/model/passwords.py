@@ -11,10 +11,18 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, SecretStr, ValidationInfo, WithJsonSchema
+from pydantic import (
+    BeforeValidator,
+    PrivateAttr,
+    SecretStr,
+    ValidationInfo,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core.core_schema import ValidatorFunctionWrapHandler
 
 from pyinfra_mailserver import secretstore
-from pyinfra_mailserver.model.common import err
+from pyinfra_mailserver.model.common import Strict, err
 
 _ARGON2ID = re.compile(r"^\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$[A-Za-z0-9+/]{11,}\$[A-Za-z0-9+/]{16,}$")
 _SHA512 = re.compile(r"^\$6\$(rounds=\d+\$)?[./A-Za-z0-9]{1,16}\$[./A-Za-z0-9]{86}$")
@@ -181,3 +189,26 @@ def secret_name_of(data: Any) -> str | None:
         if isinstance(pw, dict) and secretstore.is_ref(pw):
             return str(pw["secret"])
     return None
+
+
+class SecretBacked(Strict):
+    """An account whose `password` may come from a {"secret": NAME} reference.
+
+    The model keeps only the resolved hash; the name is remembered apart so that tests, the audit's probe
+    account and `mailserver secrets generate` can find the matching plaintext without it ever being data.
+    """
+
+    _secret_name: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")  # type: ignore[misc]
+    @classmethod
+    def _remember_secret(cls, data: object, handler: ValidatorFunctionWrapHandler) -> object:
+        obj = handler(data)
+        if isinstance(obj, cls):
+            obj._secret_name = secret_name_of(data)
+        return obj
+
+    @property
+    def secret_name(self) -> str | None:
+        """Name of the secret the password came from (None for a literal hash in the data)."""
+        return self._secret_name

@@ -4,36 +4,20 @@ from __future__ import annotations
 
 import re
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
-from pydantic_core.core_schema import ValidatorFunctionWrapHandler
+from pydantic import Field, field_validator
 
 from pyinfra_mailserver.model.common import Address, Domain, Strict, check_address, check_domain, err
 from pyinfra_mailserver.model.delivery import check_user_name
-from pyinfra_mailserver.model.passwords import DovecotHash, secret_name_of
+from pyinfra_mailserver.model.passwords import DovecotHash, SecretBacked
 
 _QUOTA = re.compile(r"^([1-9][0-9]{0,8})([KMGT]?)$")
 
 
-class Mailbox(Strict):
+class Mailbox(SecretBacked):
     """One virtual mailbox: its address, a Dovecot password hash and an optional storage quota."""
 
     address: Address
     password: DovecotHash = Field(description='{ARGON2ID}/{SHA512-CRYPT} hash or {"secret": NAME}.')
-    _secret_name: str | None = PrivateAttr(default=None)
-
-    @model_validator(mode="wrap")  # type: ignore[misc]
-    @classmethod
-    def _remember_secret(cls, data: object, handler: ValidatorFunctionWrapHandler) -> object:
-        obj = handler(data)
-        if isinstance(obj, cls):
-            obj._secret_name = secret_name_of(data)
-        return obj
-
-    @property
-    def secret_name(self) -> str | None:
-        """Name of the secret the password came from (None for a literal hash in the data)."""
-        return self._secret_name
-
     quota: str | None = Field(default=None, description="Storage quota such as 500M or 2G (Dovecot quota).")
 
     @field_validator("quota")
