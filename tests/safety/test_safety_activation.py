@@ -99,8 +99,6 @@ def test_config_refused_by_postfix_never_goes_live(
     send_and_deliver(sh)
 
 
-@pytest.mark.xfail(strict=True, reason="`postfix check` prints its fatal error only to syslog when stderr "
-                   "is not a terminal; the deploy shows 'check failed ... (exit 1)' without the reason")
 def test_failed_postfix_check_shows_the_checkers_message(restored: SafetyHost) -> None:
     sh = restored
     sh.write_data(postfix_extra={"mail_owner": "nosuchuser"})

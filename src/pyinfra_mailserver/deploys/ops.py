@@ -298,14 +298,17 @@ def activate_config(
             + " || exit 1"
             for f in waiting
         ),
-        'fail() { printf "%s\\n" "$1" >&2; printf "%s\\n" "$2" >&2; '
+        'fail() { printf "%s\\n" "$1" >&2; printf "%s\\n" "$2" | tr -d "\\r" >&2; '
         + " ".join(f"rm -f {shlex.quote(staged_path(f))};" for f in waiting)
         + f" rm -rf {q_tree}; exit 1; }}",
     ]
     for check in checks:
         cmd = check.replace("{stage}", tree)
+        # `postfix` writes its errors only to syslog unless stderr is a terminal: run it on a pty
+        # (script) so the deploy can show the checker's own message.
+        run = f"{{ script -qec {shlex.quote(cmd)} /dev/null 1>&2; }}" if check.startswith("postfix ") else cmd
         script.append(
-            f"out=$({cmd} 2>&1 >/dev/null); rc=$?; "
+            f"out=$({run} 2>&1 >/dev/null); rc=$?; "
             f'[ $rc -eq 0 ] || fail "check failed: {cmd} (exit $rc)" "$out"'
         )
         if check.startswith("postconf"):  # postconf warns on stderr and still exits 0
