@@ -53,6 +53,8 @@ def configure(manifest: Manifest) -> dict[str, OperationMeta]:
             config_dir=manifest.distro.dovecot_dir,
             checks=CHECKS,
             files=tuple(sorted(staged)),
+            service="dovecot",
+            reloading=tuple(f.path for f in manifest.files_for("dovecot") if f.reload),
         )
     return ops
 

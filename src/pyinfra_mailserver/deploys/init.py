@@ -9,7 +9,7 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, operation
 
-from pyinfra_mailserver.deploys.ops import _skipped_by_if, cached, record, restart_marker
+from pyinfra_mailserver.deploys.ops import _skipped_by_if, cached, pending_marker, record, restart_marker
 from pyinfra_mailserver.manifest import Service
 
 
@@ -78,7 +78,9 @@ def ensure_service_running(service: Service, units: tuple[str, ...] = ()) -> Gen
     if service.enabled and enabled not in ENABLED_STATES:
         cmds.append(f"systemctl enable {shlex.quote(service.unit)}")
     if service.running and active != "active":
-        cmds.append(f"systemctl restart {shlex.quote(service.unit)}")
+        # started with the config on disk: no reload is pending any more
+        unit, pending = shlex.quote(service.unit), shlex.quote(pending_marker(service.name))
+        cmds.append(f"systemctl restart {unit} && rm -f {pending}")
         _started().add(service.unit)
         record("reloaded", f"{service.name} (start)")
     if not cmds:
@@ -113,13 +115,14 @@ def reload_service(service: Service, units: tuple[str, ...] = ()) -> Generator[A
         return
     unit = shlex.quote(service.unit)
     record("reloaded", service.name)
+    done = f"rm -f {shlex.quote(pending_marker(service.name))}"  # the activation's marker: reloaded now
     if not service.reload:
-        yield StringCommand(f"systemctl restart {unit}")
+        yield StringCommand(f"systemctl restart {unit} && {done}")
         return
     # Some changes cannot be reloaded (Postfix's inet_interfaces / inet_protocols): the activation left a
     # marker for them, and then this restarts instead.
     marker = shlex.quote(restart_marker(service.name))
     yield StringCommand(
         f"if [ -e {marker} ]; then rm -f {marker} && systemctl restart {unit}; "
-        f"else systemctl reload {unit}; fi"
+        f"else systemctl reload {unit}; fi && {done}"
     )

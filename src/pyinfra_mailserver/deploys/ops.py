@@ -92,6 +92,7 @@ def manifest_paths(manifest: Manifest) -> set[str]:
     paths |= {m.source for m in manifest.maps} | {map_output(m) for m in manifest.maps}
     plan = manifest.tls
     paths |= {p for p in (plan.cert_path, plan.key_path, plan.ca_path) if p}
+    paths |= {pending_marker(s.name) for s in manifest.services}
     return paths
 
 
@@ -249,6 +250,21 @@ def restart_marker(service: str) -> str:
     return posixpath.join(stage_dir(), f"restart-{service}")
 
 
+def pending_marker(service: str) -> str:
+    """A file the activation leaves until the service has been reloaded with the new config.
+
+    Why: a run killed after the new files went live but before the reload would otherwise leave no
+    trace, and the re-run (seeing no file change) would never reload: the service would keep running
+    the old config. `reload_condition` also fires when this marker exists; the handler removes it.
+    """
+    return posixpath.join(stage_dir(), f"pending-{service}")
+
+
+def pending_reload(service: str) -> bool:
+    """A previous run installed config for `service` and did not get to reload it (start-of-stage view)."""
+    return pending_marker(service) in path_states()
+
+
 @operation()
 def activate_config(
     config_dir: str,
@@ -256,6 +272,7 @@ def activate_config(
     files: tuple[str, ...],
     restart_when: tuple[str, ...] = (),
     service: str = "",
+    reloading: tuple[str, ...] | None = None,
 ) -> Generator[Any, None, None]:
     """
     Validate a staged config tree with the host's own programs, then install its changed files.
@@ -267,6 +284,9 @@ def activate_config(
     + restart_when: shell probes run with `{tree}` = live then staged dir; if any prints different
       output the service needs a restart, not a reload (`restart_marker(service)` is left for the handler)
     + service: the service name the restart marker is for
+    + reloading: the files whose change makes the service reload (default: all of `files`); when one of
+      them is installed, a pending-reload marker is left until the service has been reloaded
+      (`pending_marker`)
 
     The staged tree is a copy of the live directory overlaid with the staged files, so a checker sees
     exactly what will be live. Nothing live changes unless every check passed.
@@ -317,6 +337,9 @@ def activate_config(
     for probe in restart_when:
         live, new = probe.replace("{tree}", q_live), probe.replace("{tree}", q_tree)
         script.append(f'[ "$({live} 2>/dev/null)" = "$({new} 2>/dev/null)" ] || touch {marker}')
+    reload_files = [f for f in waiting if reloading is None or f in reloading]
+    if reload_files:
+        script.append(f"touch {shlex.quote(pending_marker(service or posixpath.basename(config_dir)))}")
     for f in waiting:
         script.append(_install_staged(f, staged_path(f)) + " || exit 1")
     script.append(f"rm -rf {q_tree} {shlex.quote(staged_path(config_dir))}")
@@ -501,8 +524,10 @@ def notify(services: Iterable[str], op: OperationMeta) -> OperationMeta:
 
 
 def reload_condition(service: str) -> Callable[[], bool]:
-    """`_if` condition: true when any operation that notified `service` changed the host."""
-    return changed(*_triggers().get(service, []))
+    """`_if` condition: true when any operation that notified `service` changed the host, or when an
+    earlier, interrupted run activated config for it and never reloaded (`pending_marker`)."""
+    by_ops = changed(*_triggers().get(service, []))
+    return lambda: by_ops() or pending_reload(service)
 
 
 def is_under(path: str, directory: str) -> bool:

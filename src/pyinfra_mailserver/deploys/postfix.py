@@ -74,6 +74,7 @@ def configure(manifest: Manifest) -> dict[str, OperationMeta]:
         files=tuple(sorted(staged)),
         restart_when=RESTART_PROBES,
         service="postfix",
+        reloading=tuple(f.path for f in manifest.files_for("postfix") if f.path not in sources and f.reload),
     )
     for m in manifest.maps:
         build_map(name=f"{m.command} {m.spec}", map=m, _if=_source_changed_or_stale(m, ops.get(m.source)))
