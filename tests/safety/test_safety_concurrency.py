@@ -17,7 +17,6 @@ from pyinfra_mailserver.lab.ssh import ssh_argv
 from pyinfra_mailserver.lock import DEFAULT_LOCK_PATH, lock_command
 
 pytestmark = pytest.mark.lab
-NOT_WIRED = "the deploy takes no host lock yet (pyinfra_mailserver.lock is not called by deploy_mailserver)"
 
 
 @pytest.fixture
@@ -36,7 +35,6 @@ def lock_holder(safe_host: SafetyHost) -> Iterator[subprocess.Popen[str]]:
         p.wait(timeout=30)
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_WIRED)
 def test_deploy_refused_while_another_holds_the_lock(
     safe_host: SafetyHost, lock_holder: subprocess.Popen[str]
 ) -> None:
@@ -58,7 +56,6 @@ def test_deploy_refused_while_another_holds_the_lock(
         sh.restore()
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_WIRED)
 def test_two_deploys_at_once_one_is_refused(safe_host: SafetyHost) -> None:
     sh = safe_host
     try:

@@ -135,8 +135,6 @@ def test_removed_mailbox_keeps_its_mail(safe_host: SafetyHost, mail_state: dict[
     safe_host.check(f"grep -rlF {mail_state['token']} {mail_state['removed_mailbox']}")
 
 
-@pytest.mark.xfail(strict=True, reason="the deploy does not look for mailboxes on disk that the data no "
-                   "longer lists, so it cannot report them as orphaned")
 def test_removed_mailbox_is_reported_as_orphaned(safe_host: SafetyHost, mail_state: dict[str, Any]) -> None:
     safe_host.write_data(*WITHOUT_REMOVED)
     r = safe_host.deploy()

@@ -11,7 +11,7 @@ from pyinfra import host, logger, state
 from pyinfra.api import deploy
 from pyinfra.facts.server import LinuxDistribution
 
-from pyinfra_mailserver import distro, inventory
+from pyinfra_mailserver import distro, inventory, lock
 from pyinfra_mailserver.deploys import dovecot, packages, postfix, sasl, tls, verify
 from pyinfra_mailserver.deploys.ops import (
     ensure_accounts,
@@ -21,6 +21,7 @@ from pyinfra_mailserver.deploys.ops import (
 )
 from pyinfra_mailserver.manifest import Manifest, build_manifest
 from pyinfra_mailserver.model import ModelError
+from pyinfra_mailserver.orphans import report_orphaned_mailboxes
 from pyinfra_mailserver.secretstore import SecretError
 
 
@@ -85,6 +86,14 @@ def deploy_mailserver(manifest: Manifest | None = None, raise_errors: bool = Fal
             host.log_styled(f"cannot deploy: {e}", fg="red", log_func=logger.error)
             state.fail_hosts({host})
             return None
+    try:  # one deploy at a time per host, held until this run disconnects (pyinfra_mailserver.lock)
+        lock.acquire(host)
+    except lock.DeployLocked as e:
+        if raise_errors:
+            raise
+        host.log_styled(f"cannot deploy: {e}", fg="red", log_func=logger.error)
+        state.fail_hosts({host})
+        return None
     register_paths(manifest_paths(manifest))
 
     packages.install._inner(manifest)  # type: ignore[attr-defined]
@@ -102,4 +111,6 @@ def deploy_mailserver(manifest: Manifest | None = None, raise_errors: bool = Fal
     postfix.activate._inner(manifest)  # type: ignore[attr-defined]
 
     verify.verify._inner(manifest)  # type: ignore[attr-defined]
+    # mail of mailboxes removed from the data is never deleted; say where it is
+    report_orphaned_mailboxes(name="Report orphaned mailboxes", manifest=manifest)
     return manifest
