@@ -108,8 +108,6 @@ def test_failed_postfix_check_shows_the_checkers_message(restored: SafetyHost) -
     assert "unknown user name value: nosuchuser" in log, log[-3000:]
 
 
-@pytest.mark.xfail(strict=True, reason="no post-activation smoke check and no rollback: a certificate that "
-                   "holds garbage goes live, the deploy succeeds, and TLS on 25/993 is broken")
 def test_config_failing_at_use_is_rolled_back(restored: SafetyHost) -> None:
     sh = restored
     put_garbage_certificate(sh)

@@ -19,6 +19,7 @@ from pyinfra_mailserver.deploys.ops import (
     manifest_paths,
     register_paths,
 )
+from pyinfra_mailserver.deploys.safety import reloaded_condition, smoke_checked
 from pyinfra_mailserver.manifest import Manifest, build_manifest
 from pyinfra_mailserver.model import ModelError
 from pyinfra_mailserver.orphans import report_orphaned_mailboxes
@@ -109,6 +110,9 @@ def deploy_mailserver(manifest: Manifest | None = None, raise_errors: bool = Fal
     sasl.activate._inner(manifest)  # type: ignore[attr-defined]
     dovecot.activate._inner(manifest)  # type: ignore[attr-defined]
     postfix.activate._inner(manifest)  # type: ignore[attr-defined]
+    # a reloaded config that breaks TLS is rolled back (pyinfra_mailserver.deploys.safety)
+    smoke_checked(name="Smoke check (TLS on every port), rollback on failure", manifest=manifest,
+                  _if=reloaded_condition())
 
     verify.verify._inner(manifest)  # type: ignore[attr-defined]
     # mail of mailboxes removed from the data is never deleted; say where it is

@@ -260,6 +260,22 @@ def pending_marker(service: str) -> str:
     return posixpath.join(stage_dir(), f"pending-{service}")
 
 
+def backup_dir() -> str:
+    """Copies of live files replaced by an activation, kept until the smoke check passed (rollback)."""
+    return posixpath.join(stage_dir(), "backup")
+
+
+def _backup(live: str) -> str:
+    """Shell: keep the live file (or a note that it did not exist) unless a backup is already kept —
+    the first copy is the last config known to work, even across an interrupted run."""
+    b = shlex.quote(posixpath.join(backup_dir(), live.lstrip("/")))
+    d, q = shlex.quote(posixpath.dirname(posixpath.join(backup_dir(), live.lstrip("/")))), shlex.quote(live)
+    return (
+        f"if [ ! -e {b} ] && [ ! -e {b}.created ]; then mkdir -p {d} && "
+        f"if [ -e {q} ]; then cp -p {q} {b}; else touch {b}.created; fi; fi || exit 1"
+    )
+
+
 def pending_reload(service: str) -> bool:
     """A previous run installed config for `service` and did not get to reload it (start-of-stage view)."""
     return pending_marker(service) in path_states()
@@ -285,8 +301,8 @@ def activate_config(
       output the service needs a restart, not a reload (`restart_marker(service)` is left for the handler)
     + service: the service name the restart marker is for
     + reloading: the files whose change makes the service reload (default: all of `files`); when one of
-      them is installed, a pending-reload marker is left until the service has been reloaded
-      (`pending_marker`)
+      them is installed, the live copies are kept for a rollback (`backup_dir`) and a pending-reload
+      marker is left until the service has been reloaded (`pending_marker`)
 
     The staged tree is a copy of the live directory overlaid with the staged files, so a checker sees
     exactly what will be live. Nothing live changes unless every check passed.
@@ -339,6 +355,7 @@ def activate_config(
         script.append(f'[ "$({live} 2>/dev/null)" = "$({new} 2>/dev/null)" ] || touch {marker}')
     reload_files = [f for f in waiting if reloading is None or f in reloading]
     if reload_files:
+        script += [_backup(f) for f in reload_files]  # for a rollback (deploys/safety.py)
         script.append(f"touch {shlex.quote(pending_marker(service or posixpath.basename(config_dir)))}")
     for f in waiting:
         script.append(_install_staged(f, staged_path(f)) + " || exit 1")
