@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyinfra_mailserver.manifest import ManagedFile
 from pyinfra_mailserver.render.plan import Plan
-from pyinfra_mailserver.render.templating import render
+from pyinfra_mailserver.render.templating import templated
 
 
 def _includes(plan: Plan) -> list[str]:
@@ -31,15 +31,7 @@ def files(plan: Plan) -> list[ManagedFile]:
     out: list[ManagedFile] = []
 
     def add(rel: str, template: str, **extra: object) -> None:
-        out.append(
-            ManagedFile(
-                path=plan.dc(rel),
-                content=render(template, plan, **extra),
-                service="dovecot",
-                template=template,
-                reload=("dovecot",),
-            )
-        )
+        out.append(templated(plan, plan.dc(rel), template, "dovecot", context=extra))
 
     includes = _includes(plan)
     add("dovecot.conf", "dovecot/dovecot.conf.j2", dovecot_includes=includes)
@@ -55,17 +47,8 @@ def files(plan: Plan) -> list[ManagedFile]:
         add("conf.d/auth-passwdfile.conf.ext", "dovecot/conf.d/auth-passwdfile.conf.ext.j2")
         # the auth process runs as dovecot and reads the passwd-file itself: root:dovecot 0640
         out.append(
-            ManagedFile(
-                path=plan.distro.dovecot_passwd_file,
-                content=render("dovecot/users.j2", plan),
-                owner="root",
-                group=plan.distro.dovecot_user,
-                mode="640",
-                service="dovecot",
-                template="dovecot/users.j2",
-                secret=True,
-                reload=(),
-            )
+            templated(plan, plan.distro.dovecot_passwd_file, "dovecot/users.j2", "dovecot", reload=(),
+                      owner="root", group=plan.distro.dovecot_user, mode="640", secret=True)
         )
     if s.local.users:
         add("conf.d/auth-system.conf.ext", "dovecot/conf.d/auth-system.conf.ext.j2")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyinfra_mailserver.manifest import ManagedFile, PostfixMap, ServiceName
 from pyinfra_mailserver.render.plan import Plan
-from pyinfra_mailserver.render.templating import render
+from pyinfra_mailserver.render.templating import templated
 
 RELOAD: tuple[ServiceName, ...] = ("postfix",)
 
@@ -12,15 +12,7 @@ RELOAD: tuple[ServiceName, ...] = ("postfix",)
 def _file(
     plan: Plan, path: str, template: str, *, mode: str = "644", secret: bool = False, **extra: object
 ) -> ManagedFile:
-    return ManagedFile(
-        path=path,
-        content=render(template, plan, **extra),
-        mode=mode,
-        service="postfix",
-        template=template,
-        secret=secret,
-        reload=RELOAD,
-    )
+    return templated(plan, path, template, "postfix", reload=RELOAD, context=extra, mode=mode, secret=secret)
 
 
 def files(plan: Plan) -> list[ManagedFile]:

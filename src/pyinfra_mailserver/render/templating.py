@@ -8,6 +8,7 @@ from typing import Any
 import jinja2
 
 from pyinfra_mailserver import templates_dir
+from pyinfra_mailserver.manifest import ManagedFile, ServiceName
 from pyinfra_mailserver.render.plan import HEADER, Plan
 
 
@@ -61,3 +62,28 @@ def render(template: str, plan: Plan, **extra: Any) -> str:
     while lines and lines[-1] == "":
         lines.pop()
     return "\n".join(lines) + "\n"
+
+
+def templated(
+    plan: Plan,
+    path: str,
+    template: str,
+    service: ServiceName,
+    *,
+    reload: tuple[ServiceName, ...] | None = None,
+    context: dict[str, Any] | None = None,
+    **file_fields: Any,
+) -> ManagedFile:
+    """A managed file rendered from `template`: the one place that ties a file to its template name.
+
+    `reload` defaults to the owning service (a change to its config reloads it); `context` is extra
+    template variables; `file_fields` are the other ManagedFile fields (owner, group, mode, secret).
+    """
+    return ManagedFile(
+        path=path,
+        content=render(template, plan, **(context or {})),
+        service=service,
+        template=template,
+        reload=(service,) if reload is None else reload,
+        **file_fields,
+    )
