@@ -6,6 +6,9 @@
 or per service, given a Manifest: `postfix.configure(manifest)`, `dovecot.activate(manifest)`, ...
 """
 
+from pyinfra_mailserver import speedups
 from pyinfra_mailserver.deploys.mailserver import deploy_mailserver
+
+speedups.install()  # pyinfra per-operation hot spots (stack inspection, type hints): see the module
 
 __all__ = ["deploy_mailserver"]
