@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--dry", action="store_true", help="plan only: show what would change, change nothing")
     p.add_argument("--diff", action="store_true", help="show file diffs (secrets masked)")
     p.add_argument("--data", action="append", default=[], help="override host data, KEY=VALUE")
+    p.add_argument("--timings", action="store_true",
+                   help="with --json: each round trip's first words and seconds (for bench/)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="pyinfra verbosity")
     p.set_defaults(func=run)
 
@@ -41,18 +43,35 @@ class _Counter:
     def __init__(self, host: Any) -> None:
         self.commands = 0
         self.uploads = 0
+        self.timings: list[tuple[str, float]] = []  # (what, seconds) per round trip, for --timings
         run, put = host.run_shell_command, host.put_file
 
         def counted_run(*args: Any, **kwargs: Any) -> Any:
             self.commands += 1
-            return run(*args, **kwargs)
+            t = time.monotonic()
+            try:
+                return run(*args, **kwargs)
+            finally:
+                what = _label(args[0] if args else kwargs.get("command"))
+                self.timings.append((what, time.monotonic() - t))
 
         def counted_put(*args: Any, **kwargs: Any) -> Any:
             self.uploads += 1
-            return put(*args, **kwargs)
+            t = time.monotonic()
+            try:
+                return put(*args, **kwargs)
+            finally:
+                self.timings.append(("upload", time.monotonic() - t))
 
         host.run_shell_command = counted_run
         host.put_file = counted_put
+
+
+def _label(command: Any) -> str:
+    """A short, secret-free name for a command: its first words (commands never carry secrets, and the
+    first 60 characters are enough to tell which fact or operation it was)."""
+    text = command.get_raw_value() if hasattr(command, "get_raw_value") else str(command)
+    return " ".join(text.split())[:60]
 
 
 class _ErrorLog(logging.Handler):
@@ -239,7 +258,9 @@ def run(args: argparse.Namespace) -> int:
             "shell_commands": counter.commands,
             "uploads": counter.uploads,
             "services_reloaded": host_record(host, "reloaded"),
+            "files_changed": host_record(host, "files_changed"),
             "error": failed_to_prepare.get(host.name),
+            **({"timings": [[w, round(s, 3)] for w, s in counter.timings]} if args.timings else {}),
             "seconds": {
                 "connect": round(connected - started, 3),
                 "prepare": round(prepared - connected, 3),
