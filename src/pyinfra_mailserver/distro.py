@@ -64,6 +64,9 @@ class Distro:
     # whether the family uses debconf preseeding for the postfix package
     uses_debconf: bool
     ports: dict[str, int] = field(default_factory=lambda: dict(PORTS))
+    # Debian's hook that lets maintainer scripts start daemons (exit 101: "not now"); empty where package
+    # installs never start services (RHEL)
+    policy_rc_d: str = ""
 
 
 # Well-known ports of the mail protocols, shared by every family.
@@ -111,6 +114,7 @@ DEBIAN = Distro(
     services={"postfix": "postfix", "dovecot": "dovecot", "saslauthd": "saslauthd"},
     default_database_type="hash",
     saslauthd_defaults_style="debian",
+    policy_rc_d="/usr/sbin/policy-rc.d",
     postfix_compatibility_level="3.6",
     postfix_tls_protocol_syntax="range",
     postfix_map_type_packages={"lmdb": ("postfix-lmdb",), "pcre": ("postfix-pcre",), "cdb": ("postfix-cdb",)},

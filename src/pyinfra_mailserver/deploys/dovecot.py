@@ -10,10 +10,9 @@ from pyinfra_mailserver.deploys.ops import (
     activate_config,
     is_under,
     manifest_paths,
-    notify,
+    notify_files,
     register_paths,
-    reload_condition,
-    sync_file,
+    sync_files,
 )
 from pyinfra_mailserver.manifest import Manifest
 
@@ -34,19 +33,17 @@ def install(manifest: Manifest) -> None:
 
 
 @deploy("Dovecot configure")
-def configure(manifest: Manifest) -> dict[str, OperationMeta]:
+def configure(manifest: Manifest) -> OperationMeta:
     """Configure phase: upload changed files into the stage, validate the staged tree, activate it."""
     register_paths(manifest_paths(manifest))  # one ManagedPaths read for all
-    staged = set(staged_files(manifest))
-    ops = {
-        f.path: notify(
-            f.reload,
-            sync_file(
-                name=f"Dovecot file {f.path}", file=f, staged=f.path in staged, secrets=manifest.secrets
-            ),
-        )
-        for f in manifest.files_for("dovecot")
-    }
+    staged = staged_files(manifest)
+    files = manifest.files_for("dovecot")
+    op = notify_files(
+        sync_files(
+            name="Dovecot files", files=files, staged=staged, secrets=manifest.secrets, bundle="dovecot"
+        ),
+        files,
+    )
     if staged:
         activate_config(
             name="Check and activate the Dovecot config",
@@ -54,18 +51,14 @@ def configure(manifest: Manifest) -> dict[str, OperationMeta]:
             checks=CHECKS,
             files=tuple(sorted(staged)),
             service="dovecot",
-            reloading=tuple(f.path for f in manifest.files_for("dovecot") if f.reload),
+            reloading=tuple(f.path for f in files if f.reload),
         )
-    return ops
+    return op
 
 
 @deploy("Dovecot activate")
 def activate(manifest: Manifest) -> None:
     """Activate phase: restart after a change, and make sure Dovecot is enabled and running."""
-    units = tuple(s.unit for s in manifest.services)
-    for s in manifest.services:
-        if s.name == "dovecot":
-            init.reload_service(
-                name="Restart Dovecot", service=s, units=units, _if=reload_condition("dovecot")
-            )
-            init.ensure_service_running(name="Dovecot enabled and running", service=s, units=units)
+    init.activate(
+        manifest, "dovecot", reload_name="Restart Dovecot", running_name="Dovecot enabled and running"
+    )

@@ -7,44 +7,21 @@ from collections.abc import Generator
 from typing import Any
 
 from pyinfra import host
-from pyinfra.api import FactBase, StringCommand, operation
+from pyinfra.api import StringCommand, operation
 
-from pyinfra_mailserver.deploys.ops import _skipped_by_if, cached, pending_marker, record, restart_marker
-from pyinfra_mailserver.manifest import Service
-
-
-def unit_state_script(units: tuple[str, ...], prefix: str = "") -> str:
-    """Shell printing `PREFIX<unit>|<active state>|<enabled state>` per unit (also used by verify).
-
-    A wrapper unit (Debian's postfix.service is a oneshot that stays "active") is only as active as the
-    units it consists of (postfix@-.service, the real master), so those are asked too.
-    """
-    q = " ".join(shlex.quote(u) for u in units)
-    return (
-        f'for u in {q}; do parts=$(systemctl show -p ConsistsOf --value "$u" 2>/dev/null); '
-        'a=$(systemctl is-active "$u" $parts 2>/dev/null | grep -vx active | head -n1); '
-        f'printf \'{prefix}%s|%s|%s\\n\' "$u" "${{a:-active}}" "$(systemctl is-enabled "$u" 2>/dev/null)"; '
-        "done"
-    )
-
-
-class UnitStates(FactBase[dict[str, tuple[str, str]]]):
-    """(active state, enabled state) of each named unit, e.g. ("active", "enabled"), in one command."""
-
-    @staticmethod
-    def default() -> dict[str, tuple[str, str]]:
-        return {}
-
-    def command(self, units: tuple[str, ...]) -> str:
-        return unit_state_script(units)
-
-    def process(self, output: list[str]) -> dict[str, tuple[str, str]]:
-        result = {}
-        for line in output:
-            unit, active, enabled = [*line.split("|"), "", ""][:3]
-            result[unit] = (active, enabled)
-        return result
-
+from pyinfra_mailserver.deploys.ops import (
+    _skipped_by_if,
+    cached,
+    pending_marker,
+    record,
+    reload_condition,
+    restart_marker,
+    rollback_lines,
+    snapshot,
+    snapshot_spec,
+)
+from pyinfra_mailserver.facts import UnitStates, unit_state_script  # noqa: F401  (verify imports it here)
+from pyinfra_mailserver.manifest import Manifest, Service
 
 # `systemctl is-enabled` answers that count as "starts at boot" (sysv-generated units say "generated").
 ENABLED_STATES = {"enabled", "enabled-runtime", "static", "generated", "alias", "indirect"}
@@ -52,6 +29,11 @@ ENABLED_STATES = {"enabled", "enabled-runtime", "static", "generated", "alias", 
 
 def unit_states(units: tuple[str, ...]) -> dict[str, tuple[str, str]]:
     """States of the deploy's units, read once per stage of the run (after packages are installed)."""
+    spec = snapshot_spec()
+    if spec is not None and spec["units"] == units:
+        snap = snapshot()
+        assert snap is not None
+        return snap.units
     return cached(f"units:{units}", lambda: host.get_fact(UnitStates, units=units))
 
 
@@ -59,13 +41,28 @@ def _started() -> set[str]:
     return cached("started", set)
 
 
+def or_roll_back(command: str, what: str, services: tuple[Service, ...]) -> str:
+    """Shell: `command`, and if it fails, put back the files this run replaced and restart the services.
+
+    Why: a config that every checker accepted can still stop a daemon from starting (a certificate path
+    holding garbage, a saslauthd option it rejects); the host must not be left without the service.
+    """
+    units = tuple(s.unit for s in services)
+    pending = tuple(pending_marker(s.name) for s in services)
+    fail = "\n".join([f"why={shlex.quote(what + ' failed')}", *rollback_lines(units, pending)])
+    return f"{command} || {{ {fail}\n}}"
+
+
 @operation()
-def ensure_service_running(service: Service, units: tuple[str, ...] = ()) -> Generator[Any, None, None]:
+def ensure_service_running(
+    service: Service, units: tuple[str, ...] = (), services: tuple[Service, ...] = ()
+) -> Generator[Any, None, None]:
     """
     Make a service enabled at boot and running, as the manifest says.
 
     + service: the manifest's service entry (unit name, enabled, running)
     + units: every unit of the deploy, so one fact reads them all
+    + services: every service of the deploy: restarted with the previous files if this one fails to start
 
     **Example:**
 
@@ -80,22 +77,27 @@ def ensure_service_running(service: Service, units: tuple[str, ...] = ()) -> Gen
     if service.running and active != "active":
         # started with the config on disk: no reload is pending any more
         unit, pending = shlex.quote(service.unit), shlex.quote(pending_marker(service.name))
-        cmds.append(f"systemctl restart {unit} && rm -f {pending}")
+        start = f"systemctl restart {unit} && rm -f {pending}"
+        cmds.append(or_roll_back(start, f"starting {service.unit}", services or (service,)))
         _started().add(service.unit)
         record("reloaded", f"{service.name} (start)")
     if not cmds:
         host.noop(f"{service.unit} is enabled and running")
         return
-    yield StringCommand(" && ".join(cmds))
+    yield StringCommand("sh", "-c", shlex.quote(" && ".join(cmds)))
 
 
 @operation()
-def reload_service(service: Service, units: tuple[str, ...] = ()) -> Generator[Any, None, None]:
+def reload_service(
+    service: Service, units: tuple[str, ...] = (), services: tuple[Service, ...] = ()
+) -> Generator[Any, None, None]:
     """
     Reload (or restart, when the service cannot reload) a running service after its inputs changed.
 
     + service: the manifest's service entry; `reload=False` means restart
     + units: every unit of the deploy, so one fact reads them all
+    + services: every service of the deploy: if the reload fails, the files this run replaced are put
+      back and these restarted (`or_roll_back`), and the operation fails saying so
 
     Use as a handler: `_if=changed(*ops_that_feed_it)`. A unit that is not running is left to
     `ensure_service_running`, which starts it with the new config anyway.
@@ -116,13 +118,31 @@ def reload_service(service: Service, units: tuple[str, ...] = ()) -> Generator[A
     unit = shlex.quote(service.unit)
     record("reloaded", service.name)
     done = f"rm -f {shlex.quote(pending_marker(service.name))}"  # the activation's marker: reloaded now
+    every = services or (service,)
     if not service.reload:
-        yield StringCommand(f"systemctl restart {unit} && {done}")
+        cmd = or_roll_back(f"systemctl restart {unit}", f"restarting {service.unit}", every)
+        yield StringCommand("sh", "-c", shlex.quote(f"{cmd} && {done}"))
         return
     # Some changes cannot be reloaded (Postfix's inet_interfaces / inet_protocols): the activation left a
     # marker for them, and then this restarts instead.
     marker = shlex.quote(restart_marker(service.name))
-    yield StringCommand(
+    cmd = or_roll_back(
         f"if [ -e {marker} ]; then rm -f {marker} && systemctl restart {unit}; "
-        f"else systemctl reload {unit}; fi && {done}"
+        f"else systemctl reload {unit}; fi",
+        f"reloading {service.unit}",
+        every,
     )
+    yield StringCommand("sh", "-c", shlex.quote(f"{cmd} && {done}"))
+
+
+def activate(manifest: Manifest, service: str, reload_name: str, running_name: str) -> None:
+    """The activate phase every service shares: reload (or restart) after a change of its inputs, then
+    make sure it is enabled and running; both roll back to the previous files if the service fails."""
+    units = tuple(s.unit for s in manifest.services)
+    for s in manifest.services:
+        if s.name == service:
+            reload_service(
+                name=reload_name, service=s, units=units, services=manifest.services,
+                _if=reload_condition(service),
+            )
+            ensure_service_running(name=running_name, service=s, units=units, services=manifest.services)

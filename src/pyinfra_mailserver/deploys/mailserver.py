@@ -14,15 +14,18 @@ from pyinfra.facts.server import LinuxDistribution
 from pyinfra_mailserver import distro, inventory, lock
 from pyinfra_mailserver.deploys import dovecot, packages, postfix, sasl, tls, verify
 from pyinfra_mailserver.deploys.ops import (
+    account_names,
     ensure_accounts,
     ensure_directories,
     manifest_paths,
-    register_paths,
+    register_snapshot,
 )
 from pyinfra_mailserver.deploys.safety import reloaded_condition, smoke_checked
+from pyinfra_mailserver.deploys.verify import auth_sockets
+from pyinfra_mailserver.facts import unit_state_script
 from pyinfra_mailserver.manifest import Manifest, build_manifest
 from pyinfra_mailserver.model import ModelError
-from pyinfra_mailserver.orphans import report_orphaned_mailboxes
+from pyinfra_mailserver.orphans import mailbox_dirs, report_orphaned_mailboxes
 from pyinfra_mailserver.secretstore import SecretError
 
 
@@ -67,6 +70,23 @@ def manifest_for_host() -> Manifest:
     return build_manifest(server, distro.get(family))
 
 
+def register_run(manifest: Manifest) -> None:
+    """Tell the operations of this run what they will ask the host, so it is asked in one command."""
+    users, groups = account_names(manifest.users, manifest.groups)
+    units = tuple(s.unit for s in manifest.services)
+    register_snapshot(
+        family=str(manifest.distro.family),
+        packages=manifest.packages,
+        users=users,
+        groups=groups,
+        paths=tuple(sorted(manifest_paths(manifest))),
+        units=units,
+        unit_script=unit_state_script(units),
+        sockets=auth_sockets(manifest),
+        mailbox_base=mailbox_dirs(manifest)[0],
+    )
+
+
 @deploy("Mail server")
 def deploy_mailserver(manifest: Manifest | None = None, raise_errors: bool = False) -> Manifest | None:
     """Provision the host as its manifest says: packages, accounts, TLS, Postfix, SASL, Dovecot, verify.
@@ -95,7 +115,7 @@ def deploy_mailserver(manifest: Manifest | None = None, raise_errors: bool = Fal
         host.log_styled(f"cannot deploy: {e}", fg="red", log_func=logger.error)
         state.fail_hosts({host})
         return None
-    register_paths(manifest_paths(manifest))
+    register_run(manifest)
 
     packages.install._inner(manifest)  # type: ignore[attr-defined]
     ensure_accounts(name="Mail users and groups", groups=manifest.groups, users=manifest.users)
@@ -111,8 +131,8 @@ def deploy_mailserver(manifest: Manifest | None = None, raise_errors: bool = Fal
     dovecot.activate._inner(manifest)  # type: ignore[attr-defined]
     postfix.activate._inner(manifest)  # type: ignore[attr-defined]
     # a reloaded config that breaks TLS is rolled back (pyinfra_mailserver.deploys.safety)
-    smoke_checked(name="Smoke check (TLS on every port), rollback on failure", manifest=manifest,
-                  _if=reloaded_condition())
+    smoke_checked(name="Smoke check (TLS on every port, auth sockets), rollback on failure",
+                  manifest=manifest, _if=reloaded_condition(manifest))
 
     verify.verify._inner(manifest)  # type: ignore[attr-defined]
     # mail of mailboxes removed from the data is never deleted; say where it is

@@ -18,6 +18,7 @@ import difflib
 import hashlib
 import posixpath
 import shlex
+import tarfile
 import weakref
 from collections.abc import Callable, Generator, Iterable
 from io import BytesIO
@@ -29,7 +30,14 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.context import ctx_host
 from pyinfra.facts.files import FileContents
 
-from pyinfra_mailserver.facts import Accounts, AccountState, FileState, ManagedPaths
+from pyinfra_mailserver.facts import (
+    Accounts,
+    AccountState,
+    FileState,
+    MailHostSnapshot,
+    ManagedPaths,
+    Snapshot,
+)
 from pyinfra_mailserver.manifest import Directory, Group, ManagedFile, Manifest, PostfixMap, User
 
 # Where changed files wait (root-only) before they replace the live ones; host data can move it.
@@ -93,7 +101,51 @@ def manifest_paths(manifest: Manifest) -> set[str]:
     plan = manifest.tls
     paths |= {p for p in (plan.cert_path, plan.key_path, plan.ca_path) if p}
     paths |= {pending_marker(s.name) for s in manifest.services}
+    paths.add(stage_dir())
+    if manifest.distro.policy_rc_d:  # a stale one is removed (deploys/packages.py)
+        paths.add(manifest.distro.policy_rc_d)
     return paths
+
+
+# -- the snapshot: every fact of a run in one command ------------------------------------------------
+#
+# `deploy_mailserver` registers what its operations will ask (packages, accounts, paths, units, sockets,
+# mailbox directories); the first of them to ask reads it all in one `MailHostSnapshot`, and the others
+# are served from it. The package install changes the host under it, so installing starts a new
+# snapshot for the operations after it. A service deploy used on its own registers nothing and each
+# accessor falls back to its own fact.
+
+
+def register_snapshot(**spec: Any) -> None:
+    """Declare the arguments of this run's `MailHostSnapshot` (see above)."""
+    _host_cache()[("snapshot-spec", id(state))] = spec
+    register_paths(spec["paths"])
+
+
+def snapshot_spec() -> dict[str, Any] | None:
+    return _host_cache().get(("snapshot-spec", id(state)))
+
+
+def snapshot() -> Snapshot | None:
+    """The registered snapshot, read once per stage of the run (and again after an install), or None."""
+    spec = snapshot_spec()
+    if spec is None:
+        return None
+    epoch = cached("snapshot-epoch", lambda: [0])[0]
+    args = {k: v for k, v in spec.items() if k != "units"}  # `units` is what unit_script asks about
+    return cached(f"snapshot:{epoch}", lambda: host.get_fact(MailHostSnapshot, **args))
+
+
+def host_changed() -> None:
+    """Say that an operation is about to change what the snapshot read (the package install)."""
+    if state.is_executing:
+        cached("snapshot-epoch", lambda: [0])[0] += 1
+
+
+def nothing_changed_yet() -> bool:
+    """No operation of this run changed the current host so far (execution only)."""
+    data = state.ops.get(ctx_host.get(), {})
+    return all(not (d.operation_meta.is_complete() and d.operation_meta.did_change()) for d in data.values())
 
 
 def path_states(*needed: str) -> dict[str, FileState]:
@@ -104,6 +156,11 @@ def path_states(*needed: str) -> dict[str, FileState]:
     """
     register_paths(needed)
     paths = tuple(sorted(_host_cache()[("paths", id(state))]))
+    spec = snapshot_spec()
+    if spec is not None and set(paths) <= set(spec["paths"]):
+        snap = snapshot()
+        assert snap is not None
+        return snap.paths
     return cached(f"paths:{hash(paths)}", lambda: host.get_fact(ManagedPaths, paths=paths))
 
 
@@ -169,7 +226,12 @@ def _log_diff(
 
 
 def _upload(content: str, dest: str) -> Generator[Any, None, None]:
-    """Upload text into the stage. Under sudo the SFTP hop goes through a 0700 dir of the SSH user."""
+    """Upload text into the stage (see `_upload_bytes`)."""
+    yield from _upload_bytes(content.encode(), dest)
+
+
+def _upload_bytes(content: bytes, dest: str) -> Generator[Any, None, None]:
+    """Upload into the stage. Under sudo the SFTP hop goes through a 0700 dir of the SSH user."""
     temp = None
     args: dict[str, Any] = dict(host.current_op_global_arguments or {})
     if args.get("_sudo") or args.get("_su_user") or args.get("_doas"):
@@ -177,7 +239,7 @@ def _upload(content: str, dest: str) -> Generator[Any, None, None]:
         as_ssh_user: Any = {"_sudo": False, "_su_user": None, "_doas": False}
         yield StringCommand("umask 077 && mkdir -p .pyinfra-mailserver", **as_ssh_user)
         temp = f".pyinfra-mailserver/{name}"
-    yield FileUploadCommand(BytesIO(content.encode()), dest, remote_temp_filename=temp)
+    yield FileUploadCommand(BytesIO(content), dest, remote_temp_filename=temp)
 
 
 def _install_staged(live: str, staged: str) -> str:
@@ -189,55 +251,114 @@ def _install_staged(live: str, staged: str) -> str:
     )
 
 
+def _bundle(files: Iterable[ManagedFile]) -> bytes:
+    """A tar of `files` laid out as under the stage's `root/`, with owner, group, mode and a fixed mtime.
+
+    One upload carries every changed file of a service; root's `tar -xp` restores names and modes, so
+    each file is private from the moment it exists in the (root-only) stage.
+    """
+    out = BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for f in files:
+            data = f.content.encode()
+            info = tarfile.TarInfo(f.path.lstrip("/"))
+            info.size, info.mode, info.mtime = len(data), int(f.mode, 8), 0
+            info.uname, info.gname = f.owner, f.group
+            tar.addfile(info, BytesIO(data))
+    return out.getvalue()
+
+
+def _stage_ready() -> bool:
+    """The stage exists, is root's and 0700 (start-of-stage view), so no `mkdir` round trip is needed."""
+    cur = path_states(stage_dir()).get(stage_dir())
+    return cur is not None and cur.kind == "directory" and cur.owner == "root" and cur.mode_matches("700")
+
+
+def _prepare_stage() -> Generator[Any, None, None]:
+    """Create the root-only stage once per run when it is missing (or fix its mode)."""
+    if _stage_ready() or cached("stage-made", lambda: [False])[0]:
+        return
+    cached("stage-made", lambda: [False])[0] = True
+    # The stage is root-only even if something else made it first: everything below it is private.
+    q = shlex.quote(stage_dir())
+    yield StringCommand(f"umask 077 && mkdir -p {q} && chmod 700 {q}")
+
+
+def changed_paths() -> set[str]:
+    """Managed files `sync_files` found different on the host in this stage of the run (plan or execute)."""
+    return cached("changed-paths", set)
+
+
 @operation()
-def sync_file(
-    file: ManagedFile, staged: bool = False, secrets: tuple[str, ...] = ()
+def sync_files(
+    files: tuple[ManagedFile, ...],
+    staged: tuple[str, ...] = (),
+    secrets: tuple[str, ...] = (),
+    bundle: str = "files",
 ) -> Generator[Any, None, None]:
     """
-    Make one managed file match its rendered content, owner, group and mode.
+    Make a service's managed files match their rendered content, owner, group and mode, all at once.
 
-    + file: the manifest entry (path, content, owner, group, mode, secret)
-    + staged: leave the new file in the stage for `activate_config` to validate and install
+    + files: the manifest entries (path, content, owner, group, mode, secret, reload)
+    + staged: paths to leave in the stage for `activate_config` to validate and install
     + secrets: strings to mask in `--diff` output
+    + bundle: a name for the upload (one per service, e.g. "postfix")
 
-    A changed file goes through the root-only stage (see module doc); an unchanged one costs nothing.
+    Unchanged files cost nothing; changed ones travel in one tar into the root-only stage and go live
+    in one command (copied next to the target and renamed over it). A file whose change reloads a service
+    is backed up first and a pending-reload marker left, so a failed restart or smoke check can roll it
+    back (deploys/safety.py) and an interrupted run still reloads.
 
     **Example:**
 
     .. code:: python
 
-        sync_file(name="Postfix main.cf", file=manifest.file("/etc/postfix/main.cf"), staged=True)
+        sync_files(name="Postfix files", files=manifest.files_for("postfix"), staged=staged_postfix_files)
     """
-    current = path_states(file.path).get(file.path)
-    if current is not None and current.sha256 == sha256_text(file.content):
-        if current.owner == file.owner and current.group == file.group and current.mode_matches(file.mode):
-            host.noop(f"{file.path} is up to date")
-            return
-        yield StringCommand(
-            "chown", f"{file.owner}:{file.group}", file.path, "&&", "chmod", file.mode, file.path
-        )
+    states = path_states(*(f.path for f in files))
+    new: list[ManagedFile] = []
+    attrs: list[ManagedFile] = []
+    for f in files:
+        cur = states.get(f.path)
+        if cur is not None and cur.sha256 == sha256_text(f.content):
+            if not (cur.owner == f.owner and cur.group == f.group and cur.mode_matches(f.mode)):
+                attrs.append(f)
+            continue
+        new.append(f)
+    if not new and not attrs:
+        host.noop(f"{len(files)} file(s) up to date")
         return
-
+    # noted before the first yield: planning stops at it, and later operations must see the plan
+    changed_paths().update(f.path for f in new + attrs)
+    _staged_set().update(f.path for f in new if f.path in staged)
+    for f in new + attrs:
+        record("files_changed", f.path)
     if state.config.DIFF:
-        old: list[str] = []
-        if current is not None and not file.secret:
-            old = host.get_fact(FileContents, path=file.path) or []
-        _log_diff(file.path, current is not None, old, file.content, file.secret, secrets)
-
-    target = staged_path(file.path)
-    if staged:  # noted before the first yield: planning stops at it, and the plan must show activation
-        _staged_set().add(file.path)
-    # The stage is root-only even if something else made it first: everything below it is private.
-    yield StringCommand(
-        f"umask 077 && mkdir -p {shlex.quote(posixpath.dirname(target))} "
-        f"&& chmod 700 {shlex.quote(stage_dir())}"
-    )
-    yield from _upload(file.content, target)
-    install = "" if staged else " && " + _install_staged(file.path, target)
-    yield StringCommand(
-        f"chown {shlex.quote(file.owner)}:{shlex.quote(file.group)} {shlex.quote(target)} "
-        f"&& chmod {file.mode} {shlex.quote(target)}{install}"
-    )
+        for f in new:
+            cur = states.get(f.path)
+            old: list[str] = []
+            if cur is not None and not f.secret:
+                old = host.get_fact(FileContents, path=f.path) or []
+            _log_diff(f.path, cur is not None, old, f.content, f.secret, secrets)
+    script = ["set -u; umask 077"]
+    if new:
+        yield from _prepare_stage()
+        tar = posixpath.join(stage_dir(), f"bundle-{bundle}.tar")
+        yield from _upload_bytes(_bundle(new), tar)
+        root = posixpath.join(stage_dir(), "root")
+        script.append(
+            f"mkdir -p {shlex.quote(root)} && tar -xpf {shlex.quote(tar)} -C {shlex.quote(root)} "
+            f"--same-owner --no-overwrite-dir; rc=$?; rm -f {shlex.quote(tar)}; [ $rc -eq 0 ] || exit 1"
+        )
+        live = [f for f in new if f.path not in staged]
+        script += [_backup(f.path) for f in live if f.reload]
+        reloads = sorted({s for f in live for s in f.reload})
+        script += [f"touch {shlex.quote(pending_marker(s))}" for s in reloads]
+        script += [_install_staged(f.path, staged_path(f.path)) + " || exit 1" for f in live]
+    for f in attrs:
+        chown, chmod = ["chown", f"{f.owner}:{f.group}", f.path], ["chmod", f.mode, f.path]
+        script.append(f"{shlex.join(chown)} && {shlex.join(chmod)} || exit 1")
+    yield StringCommand("sh", "-c", shlex.quote("\n".join(script)))
 
 
 def _checker_failed(state: Any, host: Any, message: str) -> bool:
@@ -274,6 +395,35 @@ def _backup(live: str) -> str:
         f"if [ ! -e {b} ] && [ ! -e {b}.created ]; then mkdir -p {d} && "
         f"if [ -e {q} ]; then cp -p {q} {b}; else touch {b}.created; fi; fi || exit 1"
     )
+
+
+def rollback_lines(units: tuple[str, ...], pending: tuple[str, ...]) -> list[str]:
+    """Shell lines that put back every file kept in `backup_dir()`, restart `units`, and fail saying why.
+
+    `$why` must hold what went wrong. A `.created` note stands for a file that did not exist before: its
+    new version is removed. The pending-reload markers go too: the restart applies the restored files.
+    """
+    b = shlex.quote(backup_dir())
+    restart = " ".join(shlex.quote(u) for u in units)
+    return [
+        f"n=0; if [ -d {b} ]; then",
+        f"  cd {b} && for f in $(find . -type f | sed 's|^\\.||'); do",
+        '    case "$f" in',
+        '      *.created) rm -f "${f%.created}";;',
+        '      *) cp -p ".$f" "$f.mailserver-new" && mv -f "$f.mailserver-new" "$f";;',
+        "    esac; n=$((n+1))",
+        "  done",
+        "fi",
+        f"cd / && rm -rf {b} {' '.join(shlex.quote(p) for p in pending)}",
+        f"systemctl restart {restart}",
+        'if [ "$n" -gt 0 ]; then',
+        f'  echo "$why: rolled back, $n file(s) of the previous config restored and {" ".join(units)} '
+        'restarted" >&2',
+        "else",
+        '  echo "$why: nothing to roll back" >&2',
+        "fi",
+        "exit 1",
+    ]
 
 
 def pending_reload(service: str) -> bool:
@@ -364,24 +514,44 @@ def activate_config(
 
 
 @operation()
-def build_map(map: PostfixMap) -> Generator[Any, None, None]:
+def build_maps(maps: tuple[PostfixMap, ...]) -> Generator[Any, None, None]:
     """
-    Build a Postfix lookup table from its source (postmap / postalias), when asked or when it is stale.
+    Build the Postfix lookup tables whose source changed in this run, or whose indexed file is stale.
 
-    + map: the manifest's map entry; pass `_if=changed(source_op)` to rebuild after its source changed
+    + maps: the manifest's map entries
 
-    Also rebuilds when the indexed file is missing or older than its source (an interrupted run).
+    Each table is built from a copy of its source in the root-only stage, then copied next to the live
+    table and renamed over it: Postfix never reads a half-written table, and a run killed mid-build
+    leaves the live table as it was (still older than its source, so the next run rebuilds it).
 
     **Example:**
 
     .. code:: python
 
-        build_map(name="postalias /etc/aliases", map=m, _if=changed(aliases_op))
+        build_maps(name="Postfix maps", maps=manifest.maps)
     """
-    if _skipped_by_if():
-        host.noop(f"{map.spec} source unchanged")
+    todo = [m for m in maps if m.source in changed_paths() or map_is_stale(m)]
+    if not todo:
+        host.noop("every map is up to date")
         return
-    yield StringCommand(map.command, shlex.quote(map.spec))
+    yield from _prepare_stage()
+    work = posixpath.join(stage_dir(), "maps")
+    script = ["set -u; umask 077", f"rm -rf {shlex.quote(work)} && mkdir -p {shlex.quote(work)} || exit 1"]
+    for i, m in enumerate(todo):
+        # a numbered copy: two sources may share a file name (/etc/aliases, /etc/postfix/aliases)
+        tmp = posixpath.join(work, f"{i}-{posixpath.basename(m.source)}")
+        built, live = map_output(PostfixMap(tmp, m.type, m.command)), map_output(m)
+        src, new = shlex.quote(m.source), shlex.quote(live + ".mailserver-new")
+        # the table is exactly as readable as its source (a relay password map stays root-only)
+        # -o: keep root privileges (the copy lives in the root-only stage, whatever its source's owner)
+        script.append(
+            f"cp -p {src} {shlex.quote(tmp)} "
+            f"&& {m.command} -o {shlex.quote(f'{m.type}:{tmp}')} "
+            f"&& cp {shlex.quote(built)} {new} && chown --reference={src} {new} "
+            f"&& chmod --reference={src} {new} && mv -f {new} {shlex.quote(live)} || exit 1"
+        )
+    script.append(f"rm -rf {shlex.quote(work)}")
+    yield StringCommand("sh", "-c", shlex.quote("\n".join(script)))
 
 
 def map_is_stale(m: PostfixMap) -> bool:
@@ -432,7 +602,10 @@ def ensure_directories(directories: tuple[Directory, ...]) -> Generator[Any, Non
     )
 
 
-def account_state(users: tuple[User, ...], groups: tuple[Group, ...]) -> AccountState:
+def account_names(
+    users: tuple[User, ...], groups: tuple[Group, ...]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The user and group names whose state `ensure_accounts` compares."""
     names = tuple(u.name for u in users)
     group_names = tuple(
         sorted(
@@ -441,6 +614,16 @@ def account_state(users: tuple[User, ...], groups: tuple[Group, ...]) -> Account
             | {u.group for u in users if u.group}
         )
     )
+    return names, group_names
+
+
+def account_state(users: tuple[User, ...], groups: tuple[Group, ...]) -> AccountState:
+    names, group_names = account_names(users, groups)
+    spec = snapshot_spec()
+    if spec is not None and (spec["users"], spec["groups"]) == (names, group_names):
+        snap = snapshot()
+        assert snap is not None
+        return snap.accounts
     return cached(
         f"accounts:{names}:{group_names}", lambda: host.get_fact(Accounts, users=names, groups=group_names)
     )
@@ -529,22 +712,45 @@ def fail_with(message: str) -> FunctionCommand:
 # -- handlers: which operations feed which service ----------------------------------------------------
 
 
-def _triggers() -> dict[str, list[OperationMeta]]:
+def _triggers() -> dict[str, list[tuple[OperationMeta, frozenset[str] | None]]]:
     return _host_cache().setdefault(("triggers", id(state)), {})
 
 
-def notify(services: Iterable[str], op: OperationMeta) -> OperationMeta:
-    """Record that `op` changing means each of `services` must reload (see `reload_condition`)."""
+def notify(services: Iterable[str], op: OperationMeta, paths: Iterable[str] | None = None) -> OperationMeta:
+    """Record that `op` changing means each of `services` must reload (see `reload_condition`).
+
+    With `paths`, only a change to one of those paths counts (a `sync_files` operation carries a whole
+    service's files, some of which, like map sources, reload nothing).
+    """
+    only = None if paths is None else frozenset(paths)
     for s in services:
-        _triggers().setdefault(s, []).append(op)
+        _triggers().setdefault(s, []).append((op, only))
+    return op
+
+
+def notify_files(op: OperationMeta, files: Iterable[ManagedFile]) -> OperationMeta:
+    """`notify` each service some of `files` reload, for exactly the files that reload it."""
+    by_service: dict[str, set[str]] = {}
+    for f in files:
+        for svc in f.reload:
+            by_service.setdefault(svc, set()).add(f.path)
+    for name, paths in by_service.items():
+        notify([name], op, paths)
     return op
 
 
 def reload_condition(service: str) -> Callable[[], bool]:
     """`_if` condition: true when any operation that notified `service` changed the host, or when an
     earlier, interrupted run activated config for it and never reloaded (`pending_marker`)."""
-    by_ops = changed(*_triggers().get(service, []))
-    return lambda: by_ops() or pending_reload(service)
+    triggers = [(changed(op), only) for op, only in _triggers().get(service, [])]
+
+    def condition() -> bool:
+        for op_changed, only in triggers:
+            if op_changed() and (only is None or only & changed_paths()):
+                return True
+        return pending_reload(service)
+
+    return condition
 
 
 def is_under(path: str, directory: str) -> bool:

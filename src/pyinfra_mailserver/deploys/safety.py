@@ -3,10 +3,12 @@
 Why: the checkers (`postfix check`, `postconf`, `doveconf -n`) read configs, not what they point at. A
 certificate path that exists but holds garbage passes them all, goes live, and then TLS is gone from
 port 25 (Postfix silently drops STARTTLS) and 993 refuses handshakes, while every greeting still
-answers. So once the services were reloaded, each manifest port is probed on the host with a TLS
-handshake (STARTTLS where the port speaks it); if one fails, the files the activation replaced (kept in
-`backup_dir()`) are put back, Postfix and Dovecot restarted, and the deploy fails saying so. When the
-probes pass, the backup is dropped.
+answers. So once a service was reloaded, each manifest port is probed on the host with a TLS
+handshake (STARTTLS where the port speaks it), all at once, and each SASL socket Postfix uses must be
+there (a saslauthd that did not come back fails SMTP AUTH only); if one fails, the files the run
+replaced (kept in `backup_dir()`: configs, TLS files, saslauthd files) are put back, the mail services
+restarted, and the deploy fails saying so. When the probes pass, the backup is dropped. A reload or
+restart that fails outright rolls back the same way (deploys/init.py).
 """
 
 from __future__ import annotations
@@ -24,15 +26,25 @@ from pyinfra_mailserver.deploys.ops import (
     pending_marker,
     record,
     reload_condition,
+    rollback_lines,
 )
+from pyinfra_mailserver.deploys.verify import auth_sockets
 from pyinfra_mailserver.manifest import Manifest
 
 STARTTLS = {"smtp": "smtp", "submission": "smtp", "imap": "imap", "pop3": "pop3"}
 ATTEMPTS = 15  # one second apart: a restarted Dovecot or Postfix takes a moment to listen
 
 
+def rollback_units(manifest: Manifest) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The units a rollback restarts (every mail service) and the pending markers it clears."""
+    return (
+        tuple(s.unit for s in manifest.services),
+        tuple(pending_marker(s.name) for s in manifest.services),
+    )
+
+
 def probe_script(manifest: Manifest) -> str:
-    """Shell: probe each TLS port of the manifest; on failure restore the backup and restart."""
+    """Shell: probe every TLS port and auth socket of the manifest; on a failure, roll back (see above)."""
     probes = []
     for p in manifest.ports:
         if p.tls == "starttls" and p.protocol in STARTTLS:
@@ -41,13 +53,21 @@ def probe_script(manifest: Manifest) -> str:
             extra = ""
         else:
             continue
-        probes.append(f"probe {p.port} {shlex.quote(p.protocol)} {shlex.quote(extra)}")
-    units = [s.unit for s in manifest.services if s.name in ("postfix", "dovecot")]
-    pending = " ".join(shlex.quote(pending_marker(s.name)) for s in manifest.services)
+        # all ports at once: the smoke check waits for the slowest handshake, not for their sum
+        probes.append(
+            f"probe {p.port} {shlex.quote(p.protocol)} {shlex.quote(extra)} & "
+            f'pids="$pids $!:TLS-handshake:{p.protocol}/{p.port}"'
+        )
+    # the SASL sockets Postfix authenticates through (saslauthd's or Dovecot's): a restarted saslauthd
+    # that did not come back would leave SMTP AUTH failing with every port still answering
+    probes += [
+        f'sock {shlex.quote(path)} & pids="$pids $!:auth-socket:{path}"' for path in auth_sockets(manifest)
+    ]
+    units, pending = rollback_units(manifest)
     b = shlex.quote(backup_dir())
     return "\n".join([
         "set -u",
-        'failed=""',
+        'failed=""; pids=""',
         # the address a port listens on (a wildcard means loopback will do), then a TLS handshake
         "probe() {",
         f"  i=0; while [ $i -lt {ATTEMPTS} ]; do",
@@ -56,34 +76,23 @@ def probe_script(manifest: Manifest) -> str:
         '    timeout 10 openssl s_client -connect "$a" $3 -brief </dev/null >/dev/null 2>&1 && return 0',
         "    i=$((i+1)); sleep 1",
         "  done",
-        '  failed="$failed $2/$1"',
+        "  return 1",
         "}",
+        f"sock() {{ i=0; while [ $i -lt {ATTEMPTS * 10} ]; do",
+        '  [ -S "$1" ] && return 0; i=$((i+1)); sleep 0.1; done; return 1; }',
         *probes,
+        'for p in $pids; do wait "${p%%:*}" || failed="$failed ${p#*:}"; done',
         f'if [ -z "$failed" ]; then rm -rf {b}; exit 0; fi',
-        f"n=0; if [ -d {b} ]; then",
-        f"  cd {b} && for f in $(find . -type f | sed 's|^\\.||'); do",
-        '    case "$f" in',
-        '      *.created) rm -f "${f%.created}";;',
-        '      *) cp -p ".$f" "$f.mailserver-new" && mv -f "$f.mailserver-new" "$f";;',
-        "    esac; n=$((n+1))",
-        "  done",
-        "fi",
-        f"cd / && rm -rf {b} {pending}",
-        f"systemctl restart {' '.join(shlex.quote(u) for u in units)}",
-        'if [ "$n" -gt 0 ]; then',
-        '  echo "smoke check failed (TLS handshake on:$failed): rolled back, $n file(s) of the previous '
-        f'config restored and {" ".join(units)} restarted" >&2',
-        "else",
-        '  echo "smoke check failed (TLS handshake on:$failed): nothing to roll back" >&2',
-        "fi",
-        "exit 1",
+        'why="smoke check failed (on:$failed)"',
+        *rollback_lines(units, pending),
     ])
 
 
 @operation()
 def smoke_checked(manifest: Manifest) -> Generator[Any, None, None]:
     """
-    After Postfix or Dovecot were reloaded, handshake TLS on every port; roll back when one fails.
+    After a mail service was reloaded, handshake TLS on every port and find the auth sockets; roll back
+    when one fails.
 
     + manifest: the host's manifest (ports, services)
     """
@@ -94,7 +103,7 @@ def smoke_checked(manifest: Manifest) -> Generator[Any, None, None]:
     yield StringCommand("sh", "-c", shlex.quote(probe_script(manifest)))
 
 
-def reloaded_condition() -> Any:
-    """`_if` for the smoke check: Postfix or Dovecot reload in this run (or a reload left pending)."""
-    postfix, dovecot = reload_condition("postfix"), reload_condition("dovecot")
-    return lambda: postfix() or dovecot()
+def reloaded_condition(manifest: Manifest) -> Any:
+    """`_if` for the smoke check: a service reloaded in this run (or a reload left pending)."""
+    conditions = [reload_condition(s.name) for s in manifest.services]
+    return lambda: any(c() for c in conditions)

@@ -8,10 +8,9 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra_mailserver.deploys import init, packages
 from pyinfra_mailserver.deploys.ops import (
     manifest_paths,
-    notify,
+    notify_files,
     register_paths,
-    reload_condition,
-    sync_file,
+    sync_files,
 )
 from pyinfra_mailserver.manifest import Manifest
 
@@ -23,22 +22,20 @@ def install(manifest: Manifest) -> None:
 
 
 @deploy("saslauthd configure")
-def configure(manifest: Manifest) -> dict[str, OperationMeta]:
+def configure(manifest: Manifest) -> OperationMeta | None:
     """Configure phase: the defaults file (START, MECHANISMS, OPTIONS) and the SASL smtpd.conf."""
     register_paths(manifest_paths(manifest))  # one ManagedPaths read for all
-    return {
-        f.path: notify(f.reload, sync_file(name=f"SASL file {f.path}", file=f, secrets=manifest.secrets))
-        for f in manifest.files_for("saslauthd")
-    }
+    files = manifest.files_for("saslauthd")
+    if not files:
+        return None
+    return notify_files(
+        sync_files(name="SASL files", files=files, secrets=manifest.secrets, bundle="saslauthd"), files
+    )
 
 
 @deploy("saslauthd activate")
 def activate(manifest: Manifest) -> None:
     """Activate phase: restart after a change, and make sure saslauthd is enabled and running."""
-    units = tuple(s.unit for s in manifest.services)
-    for s in manifest.services:
-        if s.name == "saslauthd":
-            init.reload_service(
-                name="Restart saslauthd", service=s, units=units, _if=reload_condition("saslauthd")
-            )
-            init.ensure_service_running(name="saslauthd enabled and running", service=s, units=units)
+    init.activate(
+        manifest, "saslauthd", reload_name="Restart saslauthd", running_name="saslauthd enabled and running"
+    )

@@ -9,7 +9,7 @@ from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 
 from pyinfra_mailserver import pki
-from pyinfra_mailserver.deploys.ops import manifest_paths, notify, register_paths, sync_file
+from pyinfra_mailserver.deploys.ops import manifest_paths, notify_files, register_paths, sync_files
 from pyinfra_mailserver.inventory import host_data, secrets_dir_for
 from pyinfra_mailserver.manifest import ManagedFile, Manifest
 
@@ -46,12 +46,11 @@ def tls_files(manifest: Manifest) -> tuple[ManagedFile, ...]:
 
 
 @deploy("TLS configure")
-def configure(manifest: Manifest) -> dict[str, OperationMeta]:
+def configure(manifest: Manifest) -> OperationMeta | None:
     """Configure phase: upload the generated cert, chain and key (with `files` they are the operator's)."""
     register_paths(manifest_paths(manifest))  # one ManagedPaths read for all
-    ops = {}
-    for f in tls_files(manifest) + manifest.files_for("tls"):
-        ops[f.path] = notify(
-            f.reload, sync_file(name=f"TLS file {f.path}", file=f, secrets=manifest.secrets)
-        )
-    return ops
+    files = tls_files(manifest) + manifest.files_for("tls")
+    if not files:
+        return None
+    op = sync_files(name="TLS files", files=files, secrets=manifest.secrets, bundle="tls")
+    return notify_files(op, files)

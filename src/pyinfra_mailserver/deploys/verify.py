@@ -10,7 +10,7 @@ from pyinfra import host, state
 from pyinfra.api import FactBase, deploy, operation
 
 from pyinfra_mailserver.deploys.init import ENABLED_STATES, unit_state_script
-from pyinfra_mailserver.deploys.ops import fail_with
+from pyinfra_mailserver.deploys.ops import fail_with, nothing_changed_yet, snapshot, snapshot_spec
 from pyinfra_mailserver.distro import Family
 from pyinfra_mailserver.manifest import Manifest
 
@@ -172,6 +172,25 @@ def testinfra_misses(manifest: Manifest) -> list[str]:
     return found
 
 
+def seen_in_snapshot(paths: tuple[str, ...]) -> dict[str, list[str]] | None:
+    """What `MailHostCheck` would report, from this run's snapshot (None when there is none that
+    covers `paths`, e.g. a service deploy used on its own)."""
+    spec = snapshot_spec()
+    if spec is None or not set(paths) <= set(spec["paths"]):
+        return None
+    snap = snapshot()
+    assert snap is not None
+    return {
+        "pkg": [f"ii |{name}" for name in snap.packages],
+        "unit": [f"{unit}|{active}|{enabled}" for unit, (active, enabled) in snap.units.items()],
+        "port": list(snap.ports),
+        "file": [
+            f"{p}|{st.owner}|{st.group}|{st.mode}" for p in paths if (st := snap.paths.get(p)) is not None
+        ],
+        "socket": sorted(snap.sockets),
+    }
+
+
 @operation()
 def verify_host(manifest: Manifest) -> Generator[Any, None, None]:
     """
@@ -198,6 +217,14 @@ def verify_host(manifest: Manifest) -> Generator[Any, None, None]:
             host.noop("mail host verified (testinfra)")
         return
     paths = tuple(sorted({f.path for f in manifest.files if f.secret} | {manifest.tls.key_path}))
+    seen = seen_in_snapshot(paths) if nothing_changed_yet() else None
+    if seen is not None:  # nothing changed since the run read the host: verify what it read
+        problems = misses(manifest, seen)
+        if not problems:
+            host.noop("mail host verified (unchanged since this run read it)")
+            return
+        yield fail_with("verification failed:\n  - " + "\n  - ".join(problems))
+        return
     seen = host.get_fact(
         MailHostCheck,
         family=str(manifest.distro.family),
