@@ -210,3 +210,49 @@ def test_tls13_only_server_is_not_a_finding(tmp_path: Path, pki: dict[str, str])
     r = _run("smtp", Behaviour(min_version=ssl.TLSVersion.TLSv1_3, auth_after_tls=False), SMTP25, pki)
     assert r["tls.v1_2_accepted"].status is Status.FAIL  # 1.2 is what the issue asks to be accepted
     assert r["tls.v1_3_accepted"].status is Status.PASS
+
+
+def test_tls11_only_legacy_server(pki: dict[str, str]) -> None:
+    """The joint TLS 1.0/1.1 handshake: the server picks 1.1, so 1.0 is asked on its own (and refused)."""
+    if tlsprobe.local_support("TLSv1") or tlsprobe.local_support("TLSv1.1"):
+        pytest.skip("local OpenSSL cannot speak TLS 1.0/1.1")
+    r = _run("smtp", Behaviour(min_version=ssl.TLSVersion(0x0302), auth_after_tls=False), SMTP25, pki)
+    assert r["tls.v1_1_refused"].status is Status.FAIL
+    assert r["tls.v1_refused"].status is Status.PASS
+
+
+def test_tls12_only_server_has_no_tls13(pki: dict[str, str]) -> None:
+    """TLS 1.3 is judged from the session that offered 1.2 and 1.3: the server chose 1.2, so 1.3 is
+    skipped (informational), never passed, and 1.2 passes without a pinned handshake."""
+    b = Behaviour(max_version=ssl.TLSVersion.TLSv1_2, auth_after_tls=False)
+    r = _run("smtp", b, SMTP25, pki)
+    assert r["tls.v1_2_accepted"].status is Status.PASS
+    assert r["tls.v1_3_accepted"].status is Status.SKIP
+    assert r["tls.cert_chain"].status is Status.PASS
+    assert b.connections == 2  # the SMTP session (STARTTLS) and the legacy handshake
+
+
+def test_each_tls_port_costs_three_connections(pki: dict[str, str]) -> None:
+    """The protocol session's TLS answers the certificate checks and TLS 1.3; TLS 1.2 and the legacy pair
+    take one connection each. Every connection is a login process or smtpd TLS setup on a real host, so
+    the count is what keeps an audit of many hosts cheap."""
+    acct = ProbeAccount("probe@example.org", "s3cret")
+    for kind, b, port in (("smtp", Behaviour(auth_after_tls=False), SMTP25),
+                          ("smtp", Behaviour(), SUBMISSION), ("smtp", Behaviour(tls="implicit"), SMTPS),
+                          ("imap", Behaviour(), IMAP),
+                          ("imap", Behaviour(tls="implicit"), IMAPS), ("pop3", Behaviour(), POP3),
+                          ("pop3", Behaviour(tls="implicit"), POP3S)):
+        for account in (acct, None):
+            b.connections = 0
+            r = _run(kind, b, port, pki, account=account)
+            assert not [x for x in r.values() if x.status in (Status.FAIL, Status.ERROR)], _statuses(r)
+            assert r["tls.v1_3_accepted"].status is Status.PASS
+            assert b.connections == 3, (kind, port.protocol, account, b.connections)
+
+
+def test_pop3_plaintext_user_accepted_still_upgrades(pki: dict[str, str]) -> None:
+    """A server that accepts USER before TLS (a finding) gets a fresh session for STLS and the login."""
+    acct = ProbeAccount("probe@example.org", "s3cret")
+    r = _run("pop3", Behaviour(login_disabled_plain=False), POP3, pki, account=acct)
+    assert r["pop3.plaintext_auth_refused"].status is Status.FAIL
+    assert r["pop3.login"].status is Status.PASS and r["tls.cert_chain"].status is Status.PASS

@@ -26,7 +26,9 @@ class Behaviour:
     require_auth_for_local: bool = True
     login_disabled_plain: bool = True  # IMAP LOGINDISABLED / POP3 USER refused before TLS
     users: dict[str, str] = field(default_factory=lambda: {"probe@example.org": "s3cret"})
+    max_version: ssl.TLSVersion = ssl.TLSVersion.MAXIMUM_SUPPORTED
     sni: list[str | None] = field(default_factory=list)  # server names clients asked for
+    connections: int = 0  # connections accepted (what each costs a real host: a login process, an smtpd)
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -34,6 +36,7 @@ class _Handler(socketserver.StreamRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        self.server.behaviour.connections += 1
         self.secure = False
         self.authed = False
         if self.server.behaviour.tls == "implicit":
@@ -210,6 +213,7 @@ def serve(kind: str, behaviour: Behaviour, cert: str, key: str) -> Iterator[int]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         ctx.minimum_version = behaviour.min_version
+        ctx.maximum_version = behaviour.max_version
     ctx.sni_callback = lambda _sock, name, _ctx: behaviour.sni.append(name)  # type: ignore[assignment,misc]
     srv.ssl_ctx = ctx
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

@@ -119,24 +119,29 @@ def _relay_check(s: smtplib.SMTP, checks: CheckSet, label: str, n: int) -> None:
                     severity=Severity.LOW, fix="use reject_unauth_destination, not defer_unauth_destination")
 
 
-def probe_smtp(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext) -> None:
-    """Relay, AUTH placement, STARTTLS, implicit TLS and VRFY on one SMTP port."""
+def probe_smtp(t: ProbeTarget, port: Port, checks: CheckSet,
+               ctx: ssl.SSLContext) -> tlsprobe.Handshake | None:
+    """Relay, AUTH placement, STARTTLS, implicit TLS and VRFY on one SMTP port; returns the session's
+    verified TLS handshake (None without one) for the port's TLS checks."""
     label, n = _port_label(port), port.port
+    tls: tlsprobe.Handshake | None = None
     try:
         session = _Smtp(t, port, ctx)
     except ssl.SSLCertVerificationError as e:
         checks.skip(f"smtp.trusted_session[{n}]", f"{label}: certificate not trusted "
                     f"({e.verify_message}); protocol checks skipped — see tls.cert_chain")
-        return
+        return None
     except ssl.SSLError as e:
         checks.fail(f"smtp.implicit_tls[{n}]", f"{label}: no TLS handshake on connect: {e}",
                     severity=Severity.HIGH, fix=f"-o smtpd_tls_wrappermode=yes on {port.protocol}")
-        return
+        return None
     except (OSError, smtplib.SMTPException) as e:
         checks.fail(f"smtp.reachable[{n}]", f"{label}: cannot connect: {e}", severity=Severity.HIGH,
                     fix=f"start postfix and make it listen on {n} (postfix status; ss -ltn)")
-        return
+        return None
     try:
+        if port.tls == "implicit":
+            tls = _session_tls(session.s.sock)
         code, _ = session.banner
         checks.add(f"smtp.reachable[{n}]", code == 220, f"{label}: greeting {code}",
                    severity=Severity.HIGH, fix="check postfix is running and not overloaded")
@@ -162,6 +167,7 @@ def probe_smtp(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
             # after TLS too: AUTH hidden before STARTTLS (smtpd_tls_auth_only) must still be absent on a
             # port the model gives none, and present where it requires AUTH
             session.starttls()
+            tls = _session_tls(session.s.sock)
         features = session.ehlo()
         auth_now = any(f.startswith("AUTH") for f in features)
         if port.auth == "none":
@@ -206,6 +212,12 @@ def probe_smtp(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
                     fix="read the mail log for the daemon's fatal error on this port")
     finally:
         session.close()
+    return tls
+
+
+def _session_tls(sock: object) -> tlsprobe.Handshake | None:
+    """The verified TLS session of a protocol probe's socket, if it is one."""
+    return tlsprobe.session_handshake(sock) if isinstance(sock, ssl.SSLSocket) else None
 
 
 def _smtp_error(e: smtplib.SMTPException) -> str:
@@ -215,9 +227,13 @@ def _smtp_error(e: smtplib.SMTPException) -> str:
     return str(e)
 
 
-def probe_imap(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext) -> None:
-    """Plaintext login refused before TLS, STARTTLS offered, and a probe login when an account is given."""
+def probe_imap(t: ProbeTarget, port: Port, checks: CheckSet,
+               ctx: ssl.SSLContext) -> tlsprobe.Handshake | None:
+    """Plaintext login refused before TLS, STARTTLS offered, and a probe login when an account is given;
+    returns the session's verified TLS handshake (STARTTLS is taken whenever offered: the port's TLS
+    checks reuse it instead of connecting again)."""
     label, n = _port_label(port), port.port
+    tls: tlsprobe.Handshake | None = None
     try:
         if port.tls == "implicit":
             m: imaplib.IMAP4 = _Imap4Ssl(t.address, t.server_name, n, ssl_context=ctx, timeout=t.timeout)
@@ -227,14 +243,16 @@ def probe_imap(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
     except ssl.SSLCertVerificationError as e:
         checks.skip(f"imap.trusted_session[{n}]", f"{label}: certificate not trusted "
                     f"({e.verify_message}) — see tls.cert_chain")
-        return
+        return None
     except (OSError, imaplib.IMAP4.error) as e:
         checks.fail(f"imap.reachable[{n}]", f"{label}: cannot connect: {e}", severity=Severity.HIGH,
                     fix=f"start dovecot and enable {port.protocol} on {n} (doveconf protocols; ss -ltn)")
-        return
+        return None
     try:
         checks.passed(f"imap.reachable[{n}]", f"{label}: greeting received", Severity.HIGH)
         secured = port.tls == "implicit"
+        if secured:
+            tls = _session_tls(m.sock)
         if not secured:
             caps = {c.upper() for c in m.capabilities}
             ok = "LOGINDISABLED" in caps and not any(c.startswith("AUTH=PLAIN") for c in caps)
@@ -246,8 +264,9 @@ def probe_imap(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
             checks.add(f"imap.starttls[{n}]", has, f"{label}: STARTTLS not offered",
                        ok_message=f"{label}: STARTTLS offered", severity=Severity.HIGH,
                        fix="ssl = required with ssl_cert/ssl_key in Dovecot")
-            if has and t.account is not None and "imap" in t.account.services:
+            if has:
                 m.starttls(ssl_context=ctx)
+                tls = _session_tls(m.sock)
                 secured = True
         if t.account is not None and "imap" in t.account.services and secured:
             try:
@@ -267,11 +286,15 @@ def probe_imap(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
     finally:
         with contextlib.suppress(Exception):
             m.logout()
+    return tls
 
 
-def probe_pop3(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext) -> None:
-    """USER refused before TLS, STLS offered, and a probe login when an account is given."""
+def probe_pop3(t: ProbeTarget, port: Port, checks: CheckSet,
+               ctx: ssl.SSLContext) -> tlsprobe.Handshake | None:
+    """USER refused before TLS, STLS offered, and a probe login when an account is given; returns the
+    session's verified TLS handshake (STLS is taken whenever offered, for the port's TLS checks)."""
     label, n = _port_label(port), port.port
+    tls: tlsprobe.Handshake | None = None
     try:
         if port.tls == "implicit":
             p: poplib.POP3 = _Pop3Ssl(t.address, t.server_name, n, context=ctx, timeout=t.timeout)
@@ -281,14 +304,16 @@ def probe_pop3(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
     except ssl.SSLCertVerificationError as e:
         checks.skip(f"pop3.trusted_session[{n}]", f"{label}: certificate not trusted "
                     f"({e.verify_message}) — see tls.cert_chain")
-        return
+        return None
     except (OSError, poplib.error_proto) as e:
         checks.fail(f"pop3.reachable[{n}]", f"{label}: cannot connect: {e}", severity=Severity.HIGH,
                     fix=f"start dovecot and enable {port.protocol} on {n}")
-        return
+        return None
     try:
         checks.passed(f"pop3.reachable[{n}]", f"{label}: greeting received", Severity.HIGH)
-        if port.tls != "implicit":
+        if port.tls == "implicit":
+            tls = _session_tls(p.sock)
+        else:
             caps = {k.upper() for k in p.capa()}
             try:
                 reply = p.user("audit-probe-nonexistent").decode("latin-1", "replace")
@@ -303,14 +328,24 @@ def probe_pop3(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
             checks.add(f"pop3.starttls[{n}]", has, f"{label}: STLS not offered",
                        ok_message=f"{label}: STLS offered", severity=Severity.HIGH,
                        fix="ssl = required with ssl_cert/ssl_key in Dovecot")
-            if not has or t.account is None or "pop3" not in t.account.services:
-                return
-            # the USER above may have left the session in a state where STLS is refused: reconnect
-            with contextlib.suppress(Exception):
-                p.quit()
-            p = poplib.POP3(t.address, n, timeout=t.timeout)
-            p.host = t.server_name
-            p.stls(context=ctx)
+            if not has:
+                return None
+            # A refused USER (the healthy case) leaves the session as it was, so it goes on to STLS: one
+            # Dovecot login process less per audit. An accepted USER leaves a half-started login, after
+            # which STLS is not allowed (RFC 2595 §4), and a server may refuse it after any USER at all:
+            # then a fresh session does the upgrade.
+            upgraded = False
+            if refused:
+                with contextlib.suppress(poplib.error_proto):
+                    p.stls(context=ctx)
+                    upgraded = True
+            if not upgraded:
+                with contextlib.suppress(Exception):
+                    p.quit()
+                p = poplib.POP3(t.address, n, timeout=t.timeout)
+                p.host = t.server_name
+                p.stls(context=ctx)
+            tls = _session_tls(p.sock)
         if t.account is not None and "pop3" in t.account.services:
             try:
                 p.user(t.account.user)
@@ -330,6 +365,7 @@ def probe_pop3(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
     finally:
         with contextlib.suppress(Exception):
             p.quit()
+    return tls
 
 
 class _Imap4Ssl(imaplib.IMAP4_SSL):
@@ -358,37 +394,123 @@ class _Pop3Ssl(poplib.POP3_SSL):
         return self._ctx.wrap_socket(sock, server_hostname=self.host)
 
 
-def probe_tls(t: ProbeTarget, port: Port, checks: CheckSet) -> None:
-    """Legacy versions refused, TLS 1.2+ accepted, certificate chain, name and expiry on one port."""
+class Contexts:
+    """The verifying client contexts of one run, each built once (loading the CA for every handshake was
+    controller CPU for nothing); an SSLContext serves any number of concurrent connections."""
+
+    def __init__(self, ca_file: str | None) -> None:
+        self.ca_file = ca_file
+        self._made: dict[str, ssl.SSLContext] = {}
+
+    def get(self, version: str | None = None) -> ssl.SSLContext:
+        key = version or "default"
+        if key not in self._made:
+            self._made[key] = tlsprobe.client_context(self.ca_file, version)
+        return self._made[key]
+
+    def legacy(self) -> ssl.SSLContext:
+        if "legacy" not in self._made:
+            self._made["legacy"] = tlsprobe.legacy_context(self.ca_file)
+        return self._made["legacy"]
+
+
+def _vid(version: str, what: str, n: int) -> str:
+    return f"tls.{version.lower().replace('.', '_').replace('tlsv', 'v')}_{what}[{n}]"
+
+
+def _legacy_checks(t: ProbeTarget, port: Port, checks: CheckSet, ctxs: Contexts) -> None:
+    """TLS 1.0 and 1.1 refused. Both versions in one handshake first (see tlsprobe.legacy_context):
+    refused, both checks pass on it; accepted, the version the server chose fails and only the other one
+    gets a handshake of its own. Every check keeps its own verdict, with one connection in the normal
+    case instead of two."""
     label, n = _port_label(port), port.port
+    todo: list[str] = []
     for version in tlsprobe.LEGACY:
-        vid = f"tls.{version.lower().replace('.', '_').replace('tlsv', 'v')}_refused[{n}]"
         why = tlsprobe.local_support(version)
         if why is not None:
-            checks.skip(vid, f"{label}: cannot test {version}: {why}")
-            continue
+            checks.skip(_vid(version, "refused", n), f"{label}: cannot test {version}: {why}")
+        else:
+            todo.append(version)
+    if len(todo) == len(tlsprobe.LEGACY):
         try:
-            h = tlsprobe.handshake(t.address, n, port.protocol, port.tls,
-                                   tlsprobe.client_context(t.ca_file, version), t.server_name, t.timeout)
+            h = tlsprobe.handshake(t.address, n, port.protocol, port.tls, ctxs.legacy(), t.server_name,
+                                   t.timeout)
+        except tlsprobe.ProtocolError as e:
+            for version in todo:
+                checks.error(_vid(version, "refused", n), f"{label}: could not reach the TLS handshake: {e}")
+            return
+        except OSError as e:
+            for version in todo:
+                checks.error(_vid(version, "refused", n), f"{label}: cannot connect: {e}")
+            return
+        if not h.negotiated:
+            for version in todo:
+                _legacy_verdict(checks, label, n, version, accepted=False)
+            return
+        if h.version in todo:  # a version the server chose; the other one is asked on its own
+            _legacy_verdict(checks, label, n, h.version, accepted=True)
+            todo.remove(h.version)
+        # else: accepted, but the certificate failed verification before the version was known
+    for version in todo:
+        vid = _vid(version, "refused", n)
+        try:
+            h = tlsprobe.handshake(t.address, n, port.protocol, port.tls, ctxs.get(version), t.server_name,
+                                   t.timeout)
         except tlsprobe.ProtocolError as e:
             checks.error(vid, f"{label}: could not reach the TLS handshake: {e}")
             continue
         except OSError as e:
             checks.error(vid, f"{label}: cannot connect: {e}")
             continue
-        checks.add(vid, not h.negotiated, f"{label}: server accepts {version}",
-                   ok_message=f"{label}: {version} refused", severity=Severity.MEDIUM,
-                   fix="smtpd_tls_protocols / smtpd_tls_mandatory_protocols >=TLSv1.2; Dovecot "
-                   "ssl_min_protocol = TLSv1.2")
-    for version in ("TLSv1.2", "TLSv1.3"):
-        vid = f"tls.{version.lower().replace('.', '_').replace('tlsv', 'v')}_accepted[{n}]"
+        _legacy_verdict(checks, label, n, version, accepted=h.negotiated)
+
+
+def _legacy_verdict(checks: CheckSet, label: str, n: int, version: str, accepted: bool) -> None:
+    checks.add(_vid(version, "refused", n), not accepted, f"{label}: server accepts {version}",
+               ok_message=f"{label}: {version} refused", severity=Severity.MEDIUM,
+               fix="smtpd_tls_protocols / smtpd_tls_mandatory_protocols >=TLSv1.2; Dovecot "
+               "ssl_min_protocol = TLSv1.2")
+
+
+def probe_tls(t: ProbeTarget, port: Port, checks: CheckSet, session: tlsprobe.Handshake | None = None,
+              ctxs: Contexts | None = None) -> None:
+    """Legacy versions refused, TLS 1.2+ accepted, certificate chain, name and expiry on one port.
+
+    `session` is the verified TLS handshake the port's protocol probe already made with the default
+    context (TLS 1.2 and 1.3 offered, the run's CA): it answers the certificate checks and whichever of
+    1.2/1.3 it negotiated, so only the other version needs a pinned handshake. Each connection costs the
+    host a login process (Dovecot) or an smtpd TLS setup, which is what an audit of many hosts pays for.
+    """
+    ctxs = ctxs or Contexts(t.ca_file)
+    label, n = _port_label(port), port.port
+    _legacy_checks(t, port, checks, ctxs)
+    default = session
+    default_error: Exception | None = None
+    if default is None:
         try:
-            h = tlsprobe.handshake(t.address, n, port.protocol, port.tls,
-                                   tlsprobe.client_context(t.ca_file, version), t.server_name, t.timeout)
+            default = tlsprobe.handshake(t.address, n, port.protocol, port.tls, ctxs.get(), t.server_name,
+                                         t.timeout)
         except (tlsprobe.ProtocolError, OSError) as e:
-            checks.fail(vid, f"{label}: no TLS handshake: {e}", severity=Severity.HIGH,
-                        fix="configure a certificate and key and enable TLS on this service")
+            default_error = e
+    known = default.version if default is not None and default.negotiated else None
+    for version in ("TLSv1.2", "TLSv1.3"):
+        vid = _vid(version, "accepted", n)
+        if known == version:
+            h = default
+        elif version == "TLSv1.3" and known == "TLSv1.2":
+            # offered 1.2 and 1.3, the server chose 1.2: it has no 1.3 (a pinned 1.3 handshake would fail)
+            checks.skip(vid, f"{label}: TLSv1.3 not offered (TLSv1.2 chosen when 1.3 was offered) — "
+                        "informational")
             continue
+        else:
+            try:
+                h = tlsprobe.handshake(t.address, n, port.protocol, port.tls, ctxs.get(version),
+                                       t.server_name, t.timeout)
+            except (tlsprobe.ProtocolError, OSError) as e:
+                checks.fail(vid, f"{label}: no TLS handshake: {e}", severity=Severity.HIGH,
+                            fix="configure a certificate and key and enable TLS on this service")
+                continue
+        assert h is not None
         if version == "TLSv1.2":
             checks.add(vid, h.negotiated, f"{label}: TLSv1.2 refused ({h.error})",
                        ok_message=f"{label}: TLSv1.2 accepted", severity=Severity.MEDIUM,
@@ -398,12 +520,10 @@ def probe_tls(t: ProbeTarget, port: Port, checks: CheckSet) -> None:
         else:
             checks.skip(vid, f"{label}: TLSv1.3 not offered ({h.error}) — informational")
     # certificate: chain, then name and expiry on the parsed certificate
-    try:
-        h = tlsprobe.handshake(t.address, n, port.protocol, port.tls,
-                               tlsprobe.client_context(t.ca_file), t.server_name, t.timeout)
-    except (tlsprobe.ProtocolError, OSError) as e:
-        checks.error(f"tls.cert_chain[{n}]", f"{label}: no TLS handshake: {e}")
+    if default is None:
+        checks.error(f"tls.cert_chain[{n}]", f"{label}: no TLS handshake: {default_error}")
         return
+    h = default
     ca_desc = t.ca_file or "the system trust store"
     if h.verify_error or not h.cert_der:
         checks.fail(f"tls.cert_chain[{n}]", f"{label}: chain not valid against {ca_desc}: "
@@ -428,8 +548,14 @@ def probe_tls(t: ProbeTarget, port: Port, checks: CheckSet) -> None:
 
 def run_probes(t: ProbeTarget, ports: Sequence[Port], section: str = "audit") -> list[CheckResult]:
     """Every outside-in check for every port in the Manifest (LMTP is local-only and skipped), the ports
-    probed concurrently (a login waits on password hashing on the host; the ports need not queue)."""
-    ctx = tlsprobe.client_context(t.ca_file)
+    probed concurrently (a login waits on password hashing on the host; the ports need not queue).
+
+    Per TLS port that is three connections in the normal case: the protocol session (its TLS also
+    answers the certificate checks and one of TLS 1.2/1.3), the other of 1.2/1.3 pinned, and one legacy
+    handshake for TLS 1.0 and 1.1 together.
+    """
+    ctxs = Contexts(t.ca_file)
+    ctx = ctxs.get()
     for version in tlsprobe.LEGACY:  # computed once, before the workers start
         tlsprobe.local_support(version)
 
@@ -437,18 +563,18 @@ def run_probes(t: ProbeTarget, ports: Sequence[Port], section: str = "audit") ->
         checks = CheckSet(t.host, section)
         proto = port.protocol
         if proto in SMTP_PROTOCOLS:
-            probe_smtp(t, port, checks, ctx)  # smtplib sends `_host` (the server name) as SNI
+            session = probe_smtp(t, port, checks, ctx)  # smtplib sends `_host` (the server name) as SNI
         elif proto in IMAP_PROTOCOLS:
-            probe_imap(t, port, checks, ctx)
+            session = probe_imap(t, port, checks, ctx)
         elif proto in POP3_PROTOCOLS:
-            probe_pop3(t, port, checks, ctx)
+            session = probe_pop3(t, port, checks, ctx)
         else:
             return []
         if port.tls == "none":
             return checks.results
         blocker = _tls_blocker(checks.results)
         if blocker is None:
-            probe_tls(t, port, checks)
+            probe_tls(t, port, checks, session, ctxs)
         else:  # already a finding of the protocol probe: one verdict per cause, not seven
             for cid in TLS_CHECKS:
                 checks.skip(f"{cid}[{port.port}]", f"{_port_label(port)}: TLS not tested, see {blocker}")

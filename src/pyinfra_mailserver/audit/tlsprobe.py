@@ -44,13 +44,28 @@ def client_context(ca_file: str | None, version: str | None = None) -> ssl.SSLCo
     return ctx
 
 
-def _pin(ctx: ssl.SSLContext, version: str) -> None:
-    """Allow exactly `version`; legacy ones need SECLEVEL=0 (OpenSSL 3 refuses them even when asked)."""
+def _pin(ctx: ssl.SSLContext, version: str, highest: str | None = None) -> None:
+    """Allow exactly `version` (up to `highest` when given); legacy ones need SECLEVEL=0 (OpenSSL 3
+    refuses them even when asked)."""
     if version in LEGACY:
         ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
     with warnings.catch_warnings():  # TLSv1/1.1 are deprecated in Python: probing for them is the point
         warnings.simplefilter("ignore", DeprecationWarning)
-        ctx.minimum_version = ctx.maximum_version = VERSIONS[version]
+        ctx.minimum_version = VERSIONS[version]
+        ctx.maximum_version = VERSIONS[highest or version]
+
+
+def legacy_context(ca_file: str | None) -> ssl.SSLContext:
+    """A verifying client context that offers TLS 1.0 and 1.1 and nothing newer (SECLEVEL=0).
+
+    One handshake with it answers both legacy checks when the server refuses it: a server that speaks
+    either version must pick the highest one it supports up to the client's maximum (RFC 5246 E.1,
+    RFC 8446 D.2), so a refusal means neither is accepted. Only when it is accepted does the other
+    version need a handshake of its own.
+    """
+    ctx = client_context(ca_file)
+    _pin(ctx, LEGACY[0], LEGACY[-1])
+    return ctx
 
 
 @functools.cache
@@ -172,6 +187,12 @@ class Handshake:
     cert_der: bytes | None = None
     verify_error: str | None = None  # chain verification failed (version was negotiated)
     error: str | None = None  # refused / failed before a version was agreed
+
+
+def session_handshake(sock: ssl.SSLSocket) -> Handshake:
+    """What an established, verified TLS session of a protocol probe already proves (version and
+    certificate), so the TLS checks of its port need not connect again for the same answer."""
+    return Handshake(True, sock.version(), sock.getpeercert(binary_form=True))
 
 
 def handshake(address: str, port: int, protocol: str, tls: str, ctx: ssl.SSLContext, server_name: str,
