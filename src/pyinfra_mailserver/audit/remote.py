@@ -151,6 +151,24 @@ def _family(host: Any, state: Any, server: Any) -> Any:
     return family
 
 
+def _families(hosts: Sequence[Any], state: Any, servers: dict[Any, Any]) -> dict[Any, Any]:
+    """Each host's distro family (or the exception that kept it from being known), all hosts at once:
+    a host without a family in its data costs a round trip (os-release), and one after the other that
+    was a tenth of a second per host before any check ran."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(host: Any) -> Any:
+        try:
+            return _family(host, state, servers[host])
+        except Exception as e:  # reported per host by the caller, like any manifest problem
+            return e
+
+    if len(hosts) <= 1:
+        return {h: one(h) for h in hosts}
+    with ThreadPoolExecutor(max_workers=min(16, len(hosts))) as pool:  # greenlets under the CLI's gevent
+        return dict(zip(hosts, pool.map(one, hosts), strict=True))
+
+
 def connect(inventory_path: str, limit: Sequence[str] = (), section: str = "drift",
             data_override: dict[str, str] | None = None) -> tuple[list[Target], list[CheckResult]]:
     """Load the inventory, validate each host's data, connect; problems come back as ERROR results.
@@ -204,6 +222,7 @@ def connect(inventory_path: str, limit: Sequence[str] = (), section: str = "drif
     if reachable:
         with contextlib.suppress(PyinfraError):  # "No hosts remaining!": each is reported below
             connect_all(state)
+    families = _families([h for h in reachable if h.connected], state, servers)
     targets: list[Target] = []
     for host in reachable:
         if not host.connected:
@@ -215,7 +234,10 @@ def connect(inventory_path: str, limit: Sequence[str] = (), section: str = "drif
         data = inventory.host_data(host)
         server = servers[host]
         try:
-            manifest = build_manifest(server, distro.get(_family(host, state, server)))
+            family = families[host]
+            if isinstance(family, Exception):
+                raise family
+            manifest = build_manifest(server, distro.get(family))
         except Exception as e:
             problems.append(CheckResult("inventory.data", host.name, Status.ERROR,
                                         f"cannot build the manifest: {type(e).__name__}: {e}",
