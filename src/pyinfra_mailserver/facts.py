@@ -33,30 +33,39 @@ def unit_state_script(units: tuple[str, ...], prefix: str = "") -> str:
     """Shell printing `PREFIX<unit>|<active state>|<enabled state>` per unit (also used by verify).
 
     A wrapper unit (Debian's postfix.service is a oneshot that stays "active") is only as active as the
-    units it consists of (postfix@-.service, the real master), so those are asked too. Two `systemctl
-    show` calls answer for every unit: `is-active`/`is-enabled` per unit cost the host ten times the CPU
-    (P3 in bench/ runs this on ten hosts sharing two cores).
+    units it consists of (postfix@-.service, the real master), so those are asked too. `systemctl show`
+    answers for every unit at once: `is-active`/`is-enabled` per unit cost the host ten times the CPU
+    (P3 in bench/ runs this on ten hosts sharing two cores). Only a unit generated from a SysV script
+    (saslauthd on Debian) is asked `is-enabled`, which reads its rc.d links.
     """
     q = " ".join(shlex.quote(u) for u in units)
-    # `systemctl show` prints one blank-line-separated block per unit, in the order asked
+    # `systemctl show` prints one blank-line-separated block per unit, in the order asked; blocks with
+    # IsEnabled= are the `is-enabled` answers for generated units
     awk = (
         "BEGIN { RS = \"\"; FS = \"\\n\" } "
-        "{ a = e = c = \"\"; for (i = 1; i <= NF; i++) { "
+        "{ id = a = e = c = ie = \"\"; for (i = 1; i <= NF; i++) { "
         "k = $i; sub(/=.*/, \"\", k); v = substr($i, length(k) + 2); "
         "if (k == \"Id\") id = v; else if (k == \"ActiveState\") a = v; "
-        "else if (k == \"UnitFileState\") e = v; else if (k == \"ConsistsOf\") c = v } "
-        "n++; if (n <= want) { A[n] = a; E[n] = e; C[n] = c } else S[id] = a } "
-        "END { for (j = 1; j <= want; j++) { a = A[j]; split(C[j], parts, \" \"); "
+        "else if (k == \"UnitFileState\") e = v; else if (k == \"ConsistsOf\") c = v; "
+        "else if (k == \"IsEnabled\") ie = v } "
+        "if (ie != \"\") { IE[id] = ie; next } "
+        "n++; if (n <= want) { I[n] = id; A[n] = a; E[n] = e; C[n] = c } else S[id] = a } "
+        "END { for (j = 1; j <= want; j++) { a = A[j]; e = E[j]; split(C[j], parts, \" \"); "
         "for (p in parts) if (a == \"active\" && parts[p] != \"\" && S[parts[p]] != \"active\") "
         "a = (S[parts[p]] == \"\" ? \"unknown\" : S[parts[p]]); "
-        f"printf \"{prefix}%s|%s|%s\\n\", U[j], a, E[j] }} }}"
+        "if (e == \"generated\" && I[j] in IE) e = IE[I[j]]; "
+        f"printf \"{prefix}%s|%s|%s\\n\", U[j], a, e }} }}"
     )
     names = " ".join(f"U[{i}] = {json.dumps(u)};" for i, u in enumerate(units, 1))
     return (
         f"out=$(systemctl show -p Id,ActiveState,UnitFileState,ConsistsOf {q} 2>/dev/null); "
         "parts=$(printf '%s\\n' \"$out\" | sed -n 's/^ConsistsOf=//p' | tr ' ' '\\n' | sort -u); "
+        "gen=$(printf '%s\\n' \"$out\" "
+        "| awk -F= '/^Id=/ { id = $2 } /^UnitFileState=generated$/ { print id }'); "
         "{ printf '%s\\n\\n' \"$out\"; "
-        "[ -z \"$parts\" ] || systemctl show -p Id,ActiveState $parts 2>/dev/null; } "
+        "[ -z \"$parts\" ] || systemctl show -p Id,ActiveState $parts 2>/dev/null; echo; "
+        "for u in $gen; do printf 'Id=%s\\nIsEnabled=%s\\n\\n' \"$u\" "
+        "\"$(systemctl is-enabled \"$u\" 2>/dev/null)\"; done; } "
         f"| awk -v want={len(units)} {shlex.quote('BEGIN { ' + names + ' } ' + awk)}"
     )
 

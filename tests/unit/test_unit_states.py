@@ -1,0 +1,68 @@
+"""The unit-state script reads every unit with two `systemctl show` calls and asks `is-enabled` only
+for SysV-generated units; checked against a fake `systemctl` that answers like systemd 252 does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pyinfra_mailserver.facts import UnitStates, unit_state_script
+
+FAKE_SYSTEMCTL = r"""#!/bin/sh
+echo "$*" >> "$CALLS"
+block() { printf 'Id=%s\n' "$1"; [ -n "$3" ] && printf 'ConsistsOf=%s\n' "$3";
+          printf 'ActiveState=%s\n' "$2"; [ -n "$4" ] && printf 'UnitFileState=%s\n' "$4"; printf '\n'; }
+case "$1" in
+  show)
+    shift 3
+    for u in "$@"; do case "$u" in
+      postfix.service) block postfix.service active "postfix@-.service" enabled;;
+      postfix@-.service) block postfix@-.service "$POSTFIX_MASTER" "" "";;
+      dovecot.service) block dovecot.service active "" enabled;;
+      saslauthd) block saslauthd.service active "" generated;;
+      *) block "$u" inactive "" "";;
+    esac; done;;
+  is-enabled) echo "$SASL_ENABLED";;
+esac
+"""
+
+
+def states(tmp_path: Path, units: tuple[str, ...], master: str = "active",
+           sasl: str = "enabled") -> tuple[dict[str, tuple[str, str]], list[str]]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "systemctl"
+    fake.write_text(FAKE_SYSTEMCTL)
+    fake.chmod(0o755)
+    calls = tmp_path / "calls"
+    calls.write_text("")
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls),
+           "POSTFIX_MASTER": master, "SASL_ENABLED": sasl}
+    out = subprocess.run(["sh", "-c", unit_state_script(units)], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    return UnitStates().process(out.splitlines()), calls.read_text().splitlines()
+
+
+def test_all_units_in_two_show_calls(tmp_path: Path) -> None:
+    got, calls = states(tmp_path, ("postfix.service", "dovecot.service", "nosuch.service"))
+    assert got == {
+        "postfix.service": ("active", "enabled"),
+        "dovecot.service": ("active", "enabled"),
+        "nosuch.service": ("inactive", ""),
+    }
+    assert [c.split()[0] for c in calls] == ["show", "show"]
+
+
+def test_wrapper_unit_is_as_active_as_its_parts(tmp_path: Path) -> None:
+    got, _ = states(tmp_path, ("postfix.service",), master="failed")
+    assert got["postfix.service"] == ("failed", "enabled")
+
+
+@pytest.mark.parametrize("answer", ["enabled", "disabled"])
+def test_sysv_generated_unit_asks_is_enabled(tmp_path: Path, answer: str) -> None:
+    got, calls = states(tmp_path, ("dovecot.service", "saslauthd"), sasl=answer)
+    assert got["saslauthd"] == ("active", answer)
+    assert calls[-1] == "is-enabled saslauthd.service"
