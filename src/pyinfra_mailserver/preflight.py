@@ -9,8 +9,13 @@ override); what needs the host (its os-release) is checked after connecting, bef
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
+
+from pyinfra.api.exceptions import ConnectError
+from pyinfra.api.state import BaseStateCallback
 
 from pyinfra_mailserver import distro, inventory
 from pyinfra_mailserver.model import ModelError
@@ -39,3 +44,56 @@ def invalid_hosts(hosts: Iterable[Any], inventory_path: str | os.PathLike[str] |
         if problem is not None:
             problems[h.name] = problem
     return problems
+
+
+class RefuseInvalidData(BaseStateCallback):
+    """pyinfra state callback: a host whose mail-server data is invalid is failed instead of connected.
+
+    pyinfra's CLI connects to every host before it loads the deploy file, so the model's refusal in
+    `deploy_mailserver` would come after a connection. Registered from `config.py` (which the CLI loads
+    before the inventory), this checks each host's data as pyinfra is about to connect and makes the
+    connection attempt fail at once with the model's message: the host is never contacted, the other
+    hosts go on.
+    """
+
+    def __init__(self, inventory_path: str | None) -> None:
+        self.inventory_path = inventory_path
+
+    def host_before_connect(self, state: Any, host: Any) -> None:  # type: ignore[override]
+        problem = host_problem(host, self.inventory_path)
+        if problem is None:
+            return
+
+        def refuse() -> None:
+            raise ConnectError(f"not connecting, the data is invalid: {problem}")
+
+        host.connector.connect = refuse
+
+
+def _cli_inventory_and_deploys() -> tuple[str | None, list[str]]:
+    """`pyinfra [OPTIONS] INVENTORY DEPLOY...`: the inventory file and the deploy files of this run."""
+    files = [a for a in sys.argv[1:] if not a.startswith("-") and a.endswith(".py") and Path(a).is_file()]
+    return (str(Path(files[0]).resolve()) if files else None), files[1:]
+
+
+def refuse_invalid_data_before_connect(state: Any) -> None:
+    """In a `pyinfra INVENTORY .../deploy_mailserver.py` run, check every host's data before connecting.
+
+    Other pyinfra runs (`exec`, facts, other deploys) are left alone: they may have reasons to reach a
+    host whose mail-server data is being fixed.
+    """
+    inventory_path, deploys = _cli_inventory_and_deploys()
+    if not any(Path(d).name == "deploy_mailserver.py" for d in deploys):
+        return
+    from pyinfra.context import ctx_state
+
+    real = ctx_state.get() if ctx_state.isset() else state
+    init = real.init
+
+    # `State.init` (after the inventory is loaded, before connecting) resets the callback handlers
+    def init_then_register(*args: Any, **kwargs: Any) -> Any:
+        result = init(*args, **kwargs)
+        real.add_callback_handler(RefuseInvalidData(inventory_path))
+        return result
+
+    real.init = init_then_register

@@ -220,14 +220,17 @@ def test_bad_input_is_refused_before_connecting(bad_runs: dict[str, Any]) -> Non
 
 
 def test_pyinfra_main_job_refuses_bad_input(lab: Any, relay: CountingRelay, tmp_path: Path) -> None:
-    """The `pyinfra INVENTORY deploys/deploy_mailserver.py` path refuses too, naming the field, and
-    runs nothing on the host (pyinfra connects before it loads the deploy; the model runs first then)."""
+    """The `pyinfra INVENTORY deploys/deploy_mailserver.py` path refuses too, naming the field, before
+    connecting (the repository's config.py checks the data as pyinfra is about to connect)."""
     data = at(("virtual", "domains"), [f"m{CYRILLIC_A}il.safety.test"])
     inv = write_inventory(tmp_path, {"mx1.safety.test": (ssh_data(lab, relay.port), data)})
+    before = relay.count
     r = run_tool([pyinfra_exe(), "-y", str(inv), "deploys/deploy_mailserver.py"], lab.env)
     out = r.stdout + r.stderr
     assert r.returncode != 0, out[-3000:]
     assert "virtual.domains[0]" in out and "non-ASCII" in out, out[-3000:]
+    assert "not connecting, the data is invalid" in out, out[-3000:]
+    assert relay.count == before, "pyinfra connected to a host whose data is invalid"
     assert "Starting operation" not in out and "[mx1.safety.test] Success" not in out, out[-3000:]
 
 
