@@ -126,6 +126,29 @@ class ManagedPaths(FactBase[dict[str, FileState]]):
         return result
 
 
+class OsRelease(FactBase[dict[str, str]]):
+    """The host's /etc/os-release as KEY -> value (quotes removed), e.g. {"ID": "debian", ...}.
+
+    One `cat` instead of pyinfra's LinuxDistribution (a loop over every /etc/*-release file): the deploy
+    only needs ID and ID_LIKE to pick the distro family.
+    """
+
+    @staticmethod
+    def default() -> dict[str, str]:
+        return {}
+
+    def command(self) -> str:
+        return "cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release 2>/dev/null; true"
+
+    def process(self, output: list[str]) -> dict[str, str]:
+        result = {}
+        for line in output:
+            key, sep, value = line.strip().partition("=")
+            if sep and key and not key.startswith("#"):
+                result[key] = value.strip().strip("\"'")
+        return result
+
+
 @dataclass(frozen=True)
 class AccountState:
     """Users (uid, primary gid, home, shell, supplementary groups, sha256 of the shadow hash) and groups."""

@@ -10,7 +10,7 @@ import tarfile
 from pathlib import Path
 
 from pyinfra_mailserver.deploys.ops import _bundle
-from pyinfra_mailserver.facts import SECTION, MailHostSnapshot
+from pyinfra_mailserver.facts import SECTION, MailHostSnapshot, OsRelease
 from pyinfra_mailserver.manifest import ManagedFile
 
 
@@ -70,3 +70,9 @@ def test_bundle_keeps_owner_group_mode_and_content() -> None:
         assert (users.uname, users.gname, users.mode) == ("root", "dovecot", 0o640)
         extracted = tar.extractfile(users)
         assert extracted is not None and extracted.read() == b"bob:{ARGON2ID}x\n"
+
+
+def test_os_release_values_without_quotes() -> None:
+    got = OsRelease().process(['PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"', "ID=debian", "", "# note",
+                               "ID_LIKE='rhel fedora'"])
+    assert got == {"PRETTY_NAME": "Debian GNU/Linux 12 (bookworm)", "ID": "debian", "ID_LIKE": "rhel fedora"}

@@ -9,7 +9,6 @@ from pathlib import Path
 import pyinfra
 from pyinfra import host, logger, state
 from pyinfra.api import deploy
-from pyinfra.facts.server import LinuxDistribution
 
 from pyinfra_mailserver import distro, inventory, lock
 from pyinfra_mailserver.deploys import dovecot, packages, postfix, sasl, tls, verify
@@ -19,10 +18,11 @@ from pyinfra_mailserver.deploys.ops import (
     ensure_directories,
     manifest_paths,
     register_snapshot,
+    stage_directory,
 )
 from pyinfra_mailserver.deploys.safety import reloaded_condition, smoke_checked
 from pyinfra_mailserver.deploys.verify import auth_sockets
-from pyinfra_mailserver.facts import unit_state_script
+from pyinfra_mailserver.facts import OsRelease, unit_state_script
 from pyinfra_mailserver.manifest import Manifest, build_manifest
 from pyinfra_mailserver.model import ModelError
 from pyinfra_mailserver.orphans import mailbox_dirs, report_orphaned_mailboxes
@@ -38,8 +38,7 @@ def host_family() -> distro.Family:
     override = host.data.get("mailserver_distro")
     if override:
         return distro.Family(override)
-    info = host.get_fact(LinuxDistribution) or {}
-    meta = info.get("release_meta") or {}
+    meta = host.get_fact(OsRelease) or {}
     family = distro.family_from_os_release(meta.get("ID", ""), meta.get("ID_LIKE", ""))
     if family is None:
         raise DeployError(
@@ -119,7 +118,7 @@ def deploy_mailserver(manifest: Manifest | None = None, raise_errors: bool = Fal
 
     packages.install._inner(manifest)  # type: ignore[attr-defined]
     ensure_accounts(name="Mail users and groups", groups=manifest.groups, users=manifest.users)
-    ensure_directories(name="Mail directories", directories=manifest.directories)
+    ensure_directories(name="Mail directories", directories=(*manifest.directories, stage_directory()))
     packages.configure._inner(manifest)  # type: ignore[attr-defined]
 
     tls.configure._inner(manifest)  # type: ignore[attr-defined]

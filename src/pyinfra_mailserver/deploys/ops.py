@@ -268,6 +268,11 @@ def _bundle(files: Iterable[ManagedFile]) -> bytes:
     return out.getvalue()
 
 
+def stage_directory() -> Directory:
+    """The stage as a directory `ensure_directories` makes (root-only), with the mail directories."""
+    return Directory(stage_dir(), "root", "root", "700")
+
+
 def _stage_ready() -> bool:
     """The stage exists, is root's and 0700 (start-of-stage view), so no `mkdir` round trip is needed."""
     cur = path_states(stage_dir()).get(stage_dir())
@@ -590,6 +595,8 @@ def ensure_directories(directories: tuple[Directory, ...]) -> Generator[Any, Non
     if not todo:
         host.noop("directories are up to date")
         return
+    if any(d.path == stage_dir() for d in todo):  # the file operations need no mkdir of their own
+        cached("stage-made", lambda: [False])[0] = True
     # `chmod 00750`, not `750`: GNU chmod keeps a directory's setgid bit (inherited from a setgid
     # parent such as /var/mail) unless the mode spells the special bits out.
     yield StringCommand(

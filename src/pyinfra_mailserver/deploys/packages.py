@@ -101,14 +101,14 @@ def install_packages(
     host_changed()  # what the operations after this one compare must be read after the install
     names = " ".join(shlex.quote(p) for p in missing)
     if family == Family.DEBIAN:
-        preseed = [d for d in debconf if d[0] in missing]
-        if preseed:
-            lines = "\n".join(" ".join(d) for d in preseed)
-            yield StringCommand(f"printf '%s\\n' {shlex.quote(lines)} | debconf-set-selections")
         install = (
             f"{APT_ENV} apt-get update -q {APT_OPTS} && {APT_ENV} {APT_INSTALL} {names} "
             f"|| {{ sleep 2; {APT_ENV} apt-get update -q {APT_OPTS} && {APT_ENV} {APT_INSTALL} {names}; }}"
         )
+        preseed = [d for d in debconf if d[0] in missing]
+        if preseed:  # in the same command: one round trip
+            lines = "\n".join(" ".join(d) for d in preseed)
+            install = f"printf '%s\\n' {shlex.quote(lines)} | debconf-set-selections || exit 1\n{install}"
         yield StringCommand("sh", "-c", shlex.quote(no_starts_during(install, policy_rc_d)))
     else:
         yield StringCommand(f"dnf install -y -q {names}")
