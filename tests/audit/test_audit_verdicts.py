@@ -331,3 +331,27 @@ def test_log_since_accepts_bare_durations() -> None:
     assert log_since("6h") == "-6h" and log_since("30min") == "-30min"
     assert log_since("-24h") == "-24h" and log_since("@1795328764") == "@1795328764"
     assert log_since("2026-11-22 06:00") == "2026-11-22 06:00"
+
+
+def test_families_are_looked_up_together_and_failures_stay_per_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every host's distro family at once (one round trip each, not one after the other); a host whose
+    os-release is unsupported gets its exception back, to be reported for that host only."""
+    import threading
+
+    from pyinfra_mailserver.audit import remote
+
+    started: list[str] = []
+    all_in = threading.Barrier(3, timeout=5)  # three hosts: each waits until all three lookups run
+
+    def family(host: str, state: object, server: object) -> str:
+        started.append(host)
+        all_in.wait()
+        if host == "bad":
+            raise ValueError("unsupported distribution 'Plan 9'")
+        return "debian"
+
+    monkeypatch.setattr(remote, "_family", family)
+    got = remote._families(["a", "bad", "c"], None, {"a": None, "bad": None, "c": None})
+    assert sorted(started) == ["a", "bad", "c"]
+    assert got["a"] == got["c"] == "debian"
+    assert isinstance(got["bad"], ValueError)
