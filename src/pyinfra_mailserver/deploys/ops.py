@@ -27,6 +27,7 @@ from typing import Any
 from pyinfra import host, logger, state
 from pyinfra.api import FileUploadCommand, FunctionCommand, StringCommand, operation
 from pyinfra.api.operation import OperationMeta
+from pyinfra.api.state import StateStage
 from pyinfra.context import ctx_host
 from pyinfra.facts.files import FileContents
 
@@ -133,6 +134,12 @@ def snapshot() -> Snapshot | None:
         return None
     epoch = cached("snapshot-epoch", lambda: [0])[0]
     args = {k: v for k, v in spec.items() if k != "units"}  # `units` is what unit_script asks about
+    if epoch == 0 and state.current_stage == StateStage.Execute:
+        # pyinfra's CLI plans (Prepare) right before it executes, under this run's host lock: until the
+        # first operation changes the host, what the plan read is what execution would read again
+        planned = _host_cache().get((id(state), int(StateStage.Prepare), "snapshot:0"))
+        if planned is not None:
+            return cached("snapshot:0", lambda: planned)
     return cached(f"snapshot:{epoch}", lambda: host.get_fact(MailHostSnapshot, **args))
 
 
