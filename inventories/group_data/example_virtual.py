@@ -30,6 +30,8 @@ mailserver = {
             {"address": "alice@example.net", "password": {"secret": "alice@example.net"}, "quota": "2G"},
             {"address": "bob@example.net", "password": {"secret": "bob@example.net"}, "quota": "500M"},
             {"address": "bob@example.com", "password": {"secret": "bob@example.com"}},
+            # the audit's own login (`mailserver audit`): a generated 32-character token, hashed cheaply
+            {"address": "probe@example.net", "password": {"secret": "probe@example.net"}, "probe": True},
         ],
         "aliases": {
             "postmaster@example.net": ["alice@example.net"],

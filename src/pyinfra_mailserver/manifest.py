@@ -124,6 +124,7 @@ class Account:
     secret: str | None  # secret name, None when the data holds a literal hash
     mailbox: str  # where its mail lands on the host (Maildir directory or mbox file)
     services: tuple[str, ...]  # "smtp-auth", "imap", "pop3" (what the login must work for)
+    probe: bool = False  # the audit's own login (model: virtual.mailboxes[].probe)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-SecretKind = Literal["argon2id", "sha512-crypt", "plain"]
+SecretKind = Literal["argon2id", "sha512-crypt", "token", "plain"]
 SCHEMES: tuple[str, ...] = ("argon2id", "sha512-crypt")
 ENV_DIR = "MAILSERVER_SECRETS_DIR"
 HOST_DATA_KEY = "mailserver_secrets_dir"
@@ -37,6 +37,9 @@ ARGON2_TIME_COST = 3
 ARGON2_MEMORY_KIB = 65536
 ARGON2_PARALLELISM = 1
 SHA512_ROUNDS = 656000
+# A probe mailbox's password is a generated random token (no dictionary to guess from), so key
+# stretching protects nothing and only costs the host on every audit login: SHA512-CRYPT's default.
+TOKEN_ROUNDS = 5000
 
 
 class SecretError(Exception):
@@ -133,6 +136,12 @@ def hash_password(password: str, scheme: str = "argon2id") -> str:
         from passlib.hash import sha512_crypt
 
         return str(sha512_crypt.using(rounds=SHA512_ROUNDS).hash(password))
+    if scheme == "token":
+        from passlib.hash import sha512_crypt
+
+        if len(password) < 24:
+            raise SecretError("a token hash is for generated tokens only (24 or more random characters)")
+        return "{SHA512-CRYPT}" + str(sha512_crypt.using(rounds=TOKEN_ROUNDS).hash(password))
     raise SecretError(f"unknown scheme {scheme!r} — use one of {', '.join(SCHEMES)}")
 
 
@@ -197,7 +206,11 @@ def find_refs(data: Any, path: str = "") -> Iterator[SecretRef]:
         yield SecretRef(path, data["secret"], kind_for_path(path))
     elif isinstance(data, dict):
         for key, value in data.items():
-            yield from find_refs(value, f"{path}.{key}" if path else str(key))
+            sub = f"{path}.{key}" if path else str(key)
+            if key == "password" and is_ref(value) and data.get("probe") is True:  # a probe mailbox
+                yield SecretRef(sub, value["secret"], "token")
+            else:
+                yield from find_refs(value, sub)
     elif isinstance(data, list | tuple):
         for i, value in enumerate(data):
             yield from find_refs(value, f"{path}[{i}]")
@@ -229,7 +242,7 @@ def _generate_locked(
         if (directory / ref.name).exists():
             done[ref.name] = False
         else:
-            password = random_password()
+            password = random_password(32 if ref.kind == "token" else 24)
             if ref.kind == "plain":
                 write(directory, ref.name, password)
             else:

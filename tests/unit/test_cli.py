@@ -134,7 +134,7 @@ def test_secrets_generate_then_render_on_clean_tree(tmp_path: Path) -> None:
         check=False,
     )
     assert r.returncode == 0, r.stderr
-    assert "6 created" in r.stderr
+    assert "7 created" in r.stderr
     r = subprocess.run(
         [*exe, "render", str(EXAMPLE), "--out", str(tmp_path / "out")],
         env=env,
@@ -153,4 +153,4 @@ def test_secrets_generate_then_render_on_clean_tree(tmp_path: Path) -> None:
         cwd=REPO,
         check=False,
     )
-    assert "0 created, 6 already present" in r.stderr
+    assert "0 created, 7 already present" in r.stderr

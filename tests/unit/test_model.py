@@ -23,7 +23,8 @@ def test_example_inventory_validates(secrets_env: Path) -> None:
     assert mx1.identity.myhostname == "mx1.example.org" and mx1.identity.mydomain == "example.org"
     assert mx1.sasl is not None and mx1.sasl.backend == "saslauthd"
     assert mx2.sasl is not None and mx2.sasl.backend == "dovecot"
-    assert mx2.virtual is not None and len(mx2.virtual.mailboxes) == 3
+    assert mx2.virtual is not None and len(mx2.virtual.mailboxes) == 4
+    assert [mb.address for mb in mx2.virtual.mailboxes if mb.probe] == ["probe@example.net"]
     assert "example_saslauthd" in hosts["mx1.example.org"].groups
 
 
@@ -294,6 +295,13 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
         "local part",
     ),
     ("no-postmaster", {"aliases": {"abuse": ["root"]}}, "aliases", "postmaster"),
+    (
+        "two-probe-mailboxes",
+        virt(mailboxes=[{"address": "p1@example.net", "password": ARGON, "probe": True},
+                        {"address": "p2@example.net", "password": ARGON, "probe": True}]),
+        "virtual.mailboxes[1].probe",
+        "only one probe mailbox",
+    ),
 ]
 
 

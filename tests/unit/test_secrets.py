@@ -159,3 +159,26 @@ def test_kind_follows_the_field() -> None:
     }
     kinds = {r.name: r.kind for r in secretstore.find_refs(data)}
     assert kinds == {"r": "plain", "u": "sha512-crypt", "m": "argon2id"}
+
+
+def test_probe_mailbox_gets_a_cheap_hash_of_a_long_token(tmp_path: Path) -> None:
+    """A probe mailbox's generated secret: a 32-character token, SHA512-CRYPT with 5000 rounds (the
+    audit logs in with it several times per run); every other mailbox keeps ARGON2ID."""
+    data = {"virtual": {"mailboxes": [
+        {"address": "a@x.test", "password": {"secret": "a"}},
+        {"address": "p@x.test", "password": {"secret": "p"}, "probe": True},
+    ]}}
+    refs = list(secretstore.find_refs(data))
+    assert [(r.name, r.kind) for r in refs] == [("a", "argon2id"), ("p", "token")]
+    secretstore.generate_missing(tmp_path / "s", refs)
+    token = (tmp_path / "s" / "p.password").read_text().strip()
+    hashed = (tmp_path / "s" / "p").read_text().strip()
+    assert len(token) == 32
+    assert hashed.startswith("{SHA512-CRYPT}$6$") and "rounds=" not in hashed  # 5000: crypt's default
+    assert secretstore.verify_password(token, hashed)
+    assert (tmp_path / "s" / "a").read_text().startswith("{ARGON2ID}")
+
+
+def test_token_hash_refuses_a_short_password() -> None:
+    with pytest.raises(secretstore.SecretError, match="generated tokens only"):
+        secretstore.hash_password("short", "token")

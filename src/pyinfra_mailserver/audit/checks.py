@@ -83,15 +83,17 @@ def ca_file_for(t: Target, options: AuditOptions) -> str | None:
 def probe_account(m: Manifest, secrets_dir: Path,
                   settings: HostSettings) -> tuple[Account | None, str | None]:
     """The account the probes log in with and its password: host data `probe_user` (password from
-    `probe_password` or $MAILSERVER_PROBE_PASSWORD, so CI keeps it in its secret store), else the first
-    manifest account with a lab plaintext (`NAME.password` written by `mailserver secrets generate`)."""
+    `probe_password` or $MAILSERVER_PROBE_PASSWORD, so CI keeps it in its secret store), else the probe
+    mailbox (`virtual.mailboxes[].probe`), else the first manifest account, with a plaintext written by
+    `mailserver secrets generate` (`NAME.password`)."""
     password = settings.probe_password or os.environ.get(PROBE_PASSWORD_ENV)
     if settings.probe_user and password:
         acct = next((a for a in m.accounts if a.login == settings.probe_user), None)
         if acct is None:
             acct = Account(settings.probe_user, "virtual", None, "", ("smtp-auth", "imap", "pop3"))
         return acct, password
-    for a in m.accounts:
+    # a probe mailbox first (cheap to log in to: its hash is of a random token), then any mailbox
+    for a in sorted(m.accounts, key=lambda a: not a.probe):
         if a.secret is None:
             continue
         pw = secrets_dir / f"{a.secret}.password"

@@ -19,6 +19,12 @@ class Mailbox(SecretBacked):
     address: Address
     password: DovecotHash = Field(description='{ARGON2ID}/{SHA512-CRYPT} hash or {"secret": NAME}.')
     quota: str | None = Field(default=None, description="Storage quota such as 500M or 2G (Dovecot quota).")
+    probe: bool = Field(
+        default=False,
+        description="The audit's own login (a monitoring mailbox, at most one). `mailserver secrets "
+        "generate` gives it a 32-character random token hashed SHA512-CRYPT with 5000 rounds: stretching "
+        "adds nothing to a random token, and each of the audit's logins stays cheap for the host.",
+    )
 
     @field_validator("quota")
     @classmethod

@@ -189,6 +189,7 @@ def accounts(plan: Plan) -> tuple[Account, ...]:
                     mb.secret_name,
                     f"{base}/{mb.domain}/{mb.local}/Maildir/",
                     svc + proto,
+                    probe=mb.probe,
                 )
             )
     return tuple(out)
