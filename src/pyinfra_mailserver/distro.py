@@ -67,6 +67,9 @@ class Distro:
     # Debian's hook that lets maintainer scripts start daemons (exit 101: "not now"); empty where package
     # installs never start services (RHEL)
     policy_rc_d: str = ""
+    # units a service unit consists of, known in advance (Debian's postfix.service runs postfix@-): read
+    # with the services themselves, saving a second `systemctl show` per snapshot
+    unit_parts: tuple[str, ...] = ()
 
 
 # Well-known ports of the mail protocols, shared by every family.
@@ -115,6 +118,7 @@ DEBIAN = Distro(
     default_database_type="hash",
     saslauthd_defaults_style="debian",
     policy_rc_d="/usr/sbin/policy-rc.d",
+    unit_parts=("postfix@-.service",),
     postfix_compatibility_level="3.6",
     postfix_tls_protocol_syntax="range",
     postfix_map_type_packages={"lmdb": ("postfix-lmdb",), "pcre": ("postfix-pcre",), "cdb": ("postfix-cdb",)},

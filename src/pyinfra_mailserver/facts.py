@@ -29,16 +29,18 @@ def _q(items: tuple[str, ...] | list[str]) -> str:
     return " ".join(shlex.quote(i) for i in items)
 
 
-def unit_state_script(units: tuple[str, ...], prefix: str = "") -> str:
+def unit_state_script(units: tuple[str, ...], prefix: str = "", parts: tuple[str, ...] = ()) -> str:
     """Shell printing `PREFIX<unit>|<active state>|<enabled state>` per unit (also used by verify).
 
     A wrapper unit (Debian's postfix.service is a oneshot that stays "active") is only as active as the
     units it consists of (postfix@-.service, the real master), so those are asked too. `systemctl show`
     answers for every unit at once: `is-active`/`is-enabled` per unit cost the host ten times the CPU
     (P3 in bench/ runs this on ten hosts sharing two cores). Only a unit generated from a SysV script
-    (saslauthd on Debian) is asked `is-enabled`, which reads its rc.d links.
+    (saslauthd on Debian) is asked `is-enabled`, which reads its rc.d links. `parts`: units the services
+    are expected to consist of, read in the first call (a second one asks only for others).
     """
-    q = " ".join(shlex.quote(u) for u in units)
+    q = " ".join(shlex.quote(u) for u in (*units, *parts))
+    known = " ".join(shlex.quote(p) for p in parts)
     # `systemctl show` prints one blank-line-separated block per unit, in the order asked; blocks with
     # IsEnabled= are the `is-enabled` answers for generated units
     awk = (
@@ -59,7 +61,8 @@ def unit_state_script(units: tuple[str, ...], prefix: str = "") -> str:
     names = " ".join(f"U[{i}] = {json.dumps(u)};" for i, u in enumerate(units, 1))
     return (
         f"out=$(systemctl show -p Id,ActiveState,UnitFileState,ConsistsOf {q} 2>/dev/null); "
-        "parts=$(printf '%s\\n' \"$out\" | sed -n 's/^ConsistsOf=//p' | tr ' ' '\\n' | sort -u); "
+        "parts=''; for p in $(printf '%s\\n' \"$out\" | sed -n 's/^ConsistsOf=//p'); do "
+        f"case \" {known} $parts \" in *\" $p \"*) ;; *) parts=\"$parts $p\";; esac; done; "
         "gen=$(printf '%s\\n' \"$out\" "
         "| awk -F= '/^Id=/ { id = $2 } /^UnitFileState=generated$/ { print id }'); "
         "{ printf '%s\\n\\n' \"$out\"; "

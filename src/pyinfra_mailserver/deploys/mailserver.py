@@ -80,7 +80,7 @@ def register_run(manifest: Manifest) -> None:
         groups=groups,
         paths=tuple(sorted(manifest_paths(manifest))),
         units=units,
-        unit_script=unit_state_script(units),
+        unit_script=unit_state_script(units, parts=manifest.distro.unit_parts),
         sockets=auth_sockets(manifest),
         mailbox_base=mailbox_dirs(manifest)[0],
     )
