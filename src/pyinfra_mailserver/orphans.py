@@ -64,12 +64,10 @@ def report_orphaned_mailboxes(manifest: Manifest) -> Generator[Any, None, None]:
     if base is None:
         host.noop("no virtual mailboxes")
         return
-    from pyinfra_mailserver.deploys.ops import snapshot, snapshot_spec  # (deploys import this module)
+    from pyinfra_mailserver.deploys.ops import snapshot_part  # (deploys import this module)
 
-    spec, snap = snapshot_spec(), None
-    if spec is not None and spec["mailbox_base"] == base:
-        snap = snapshot()
-    found = list(snap.mailboxes) if snap is not None else host.get_fact(MailboxDirs, base_dir=base)
+    in_snapshot = snapshot_part("mailboxes", mailbox_base=base)
+    found = list(in_snapshot) if in_snapshot is not None else host.get_fact(MailboxDirs, base_dir=base)
     orphans = orphaned(found, expected)
     for d in orphans:
         host.log_styled(

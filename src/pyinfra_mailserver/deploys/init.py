@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Generator
-from typing import Any
+from typing import Any, cast
 
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
@@ -17,8 +17,7 @@ from pyinfra_mailserver.deploys.ops import (
     reload_condition,
     restart_marker,
     rollback_lines,
-    snapshot,
-    snapshot_spec,
+    snapshot_part,
 )
 from pyinfra_mailserver.facts import UnitStates, unit_state_script  # noqa: F401  (verify imports it here)
 from pyinfra_mailserver.manifest import Manifest, Service
@@ -29,11 +28,9 @@ ENABLED_STATES = {"enabled", "enabled-runtime", "static", "generated", "alias", 
 
 def unit_states(units: tuple[str, ...]) -> dict[str, tuple[str, str]]:
     """States of the deploy's units, read once per stage of the run (after packages are installed)."""
-    spec = snapshot_spec()
-    if spec is not None and spec["units"] == units:
-        snap = snapshot()
-        assert snap is not None
-        return snap.units
+    found = snapshot_part("units", units=units)
+    if found is not None:
+        return cast(dict[str, tuple[str, str]], found)
     return cached(f"units:{units}", lambda: host.get_fact(UnitStates, units=units))
 
 

@@ -22,7 +22,7 @@ import tarfile
 import weakref
 from collections.abc import Callable, Generator, Iterable
 from io import BytesIO
-from typing import Any
+from typing import Any, cast
 
 from pyinfra import host, logger, state
 from pyinfra.api import FileUploadCommand, FunctionCommand, StringCommand, operation
@@ -141,6 +141,15 @@ def snapshot() -> Snapshot | None:
         if planned is not None:
             return cached("snapshot:0", lambda: planned)
     return cached(f"snapshot:{epoch}", lambda: host.get_fact(MailHostSnapshot, **args))
+
+
+def snapshot_part(part: str, **asked: Any) -> Any:
+    """The snapshot's `part` when this run registered exactly `asked` (e.g. packages=...), else None:
+    then the caller reads its own fact."""
+    spec = snapshot_spec()
+    if spec is None or any(spec.get(k) != v for k, v in asked.items()):
+        return None
+    return getattr(snapshot(), part)
 
 
 def host_changed() -> None:
@@ -633,11 +642,9 @@ def account_names(
 
 def account_state(users: tuple[User, ...], groups: tuple[Group, ...]) -> AccountState:
     names, group_names = account_names(users, groups)
-    spec = snapshot_spec()
-    if spec is not None and (spec["users"], spec["groups"]) == (names, group_names):
-        snap = snapshot()
-        assert snap is not None
-        return snap.accounts
+    found = snapshot_part("accounts", users=names, groups=group_names)
+    if found is not None:
+        return cast(AccountState, found)
     return cached(
         f"accounts:{names}:{group_names}", lambda: host.get_fact(Accounts, users=names, groups=group_names)
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Generator
-from typing import Any
+from typing import Any, cast
 
 from pyinfra import host
 from pyinfra.api import StringCommand, deploy, operation
@@ -14,8 +14,7 @@ from pyinfra_mailserver.deploys.ops import (
     host_changed,
     path_states,
     sha256_text,
-    snapshot,
-    snapshot_spec,
+    snapshot_part,
     sync_files,
 )
 from pyinfra_mailserver.distro import Family
@@ -56,11 +55,9 @@ def no_starts_during(command: str, policy_rc_d: str) -> str:
 
 def installed_packages(family: Family, packages: tuple[str, ...]) -> dict[str, str]:
     """Installed versions of `packages`, one command per stage of the run."""
-    spec = snapshot_spec()
-    if spec is not None and spec["packages"] == packages:
-        snap = snapshot()
-        assert snap is not None
-        return snap.packages
+    found = snapshot_part("packages", packages=packages)
+    if found is not None:
+        return cast(dict[str, str], found)
     fact = DebPackageStatus if family == Family.DEBIAN else RpmPackageStatus
     return cached(f"packages:{packages}", lambda: host.get_fact(fact, packages=packages))
 
