@@ -343,6 +343,8 @@ def test_rerun_changes_nothing_then_one_alias_changes_only_aliases(dep: Deployme
     planned = [o["name"] for o in plan["operations"] if o["changed"]]
     assert plan["success"] and len(planned) == 2, planned
     assert dep.host.run(f"postalias -q e2e-new hash:{dep.manifest.distro.aliases_file}").returncode != 0
+    table = f"{dep.manifest.distro.aliases_file}.db"
+    inode = dep.host.check(f"stat -c %i {table}")
     after = dep.deploy()
     changed = [o["name"] for o in after["operations"] if o["changed"]]
     aliases = dep.manifest.distro.aliases_file
@@ -353,6 +355,9 @@ def test_rerun_changes_nothing_then_one_alias_changes_only_aliases(dep: Deployme
     assert any(f"postalias hash:{aliases}" in n for n in changed), changed
     assert after["services_reloaded"] == []
     dep.wait_on_host(f"postalias -q e2e-new hash:{aliases}", timeout=10)
+    # built aside and renamed over the live table (issue 6), not rewritten in place
+    assert dep.host.check(f"stat -c %i {table}") != inode
+    assert dep.host.check(f"stat -c '%U %a' {table}") == dep.host.check(f"stat -c '%U %a' {aliases}")
 
 
 def test_no_secret_in_output_with_diff_and_verbose(dep: Deployment) -> None:
