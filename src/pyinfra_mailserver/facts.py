@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import dataclass
+from typing import Any
 
 from pyinfra.api import FactBase
+
+from pyinfra_mailserver.distro import Family, family_from_os_release
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,21 @@ class OsRelease(FactBase[dict[str, str]]):
             if sep and key and not key.startswith("#"):
                 result[key] = value.strip().strip("\"'")
         return result
+
+
+def distro_family(host: Any) -> Family:
+    """The host's distro family: host data `mailserver_distro` if set, else its os-release (`OsRelease`).
+
+    Deploy and audit both ask this; raises ValueError naming a distribution the distro table lacks.
+    """
+    override = host.data.get("mailserver_distro")
+    if override:
+        return Family(override)
+    meta = host.get_fact(OsRelease) or {}
+    family = family_from_os_release(meta.get("ID", ""), meta.get("ID_LIKE", ""))
+    if family is None:
+        raise ValueError(f"unsupported distribution {meta.get('PRETTY_NAME') or meta.get('ID')!r}")
+    return family
 
 
 @dataclass(frozen=True)

@@ -133,22 +133,13 @@ def _limit(inventory: Any, names: Sequence[str]) -> list[Any] | None:
 
 def _family(host: Any, state: Any, server: Any) -> Any:
     from pyinfra.context import ctx_host, ctx_state
-    from pyinfra.facts.server import LinuxDistribution
 
-    from pyinfra_mailserver import distro
+    from pyinfra_mailserver.facts import distro_family
 
     if server.distro:
         return server.distro
-    override = host.data.get("mailserver_distro")
-    if override:
-        return distro.Family(override)
     with ctx_state.use(state), ctx_host.use(host):
-        info = host.get_fact(LinuxDistribution) or {}
-    meta = info.get("release_meta") or {}
-    family = distro.family_from_os_release(meta.get("ID", ""), meta.get("ID_LIKE", ""))
-    if family is None:
-        raise ValueError(f"unsupported distribution {meta.get('PRETTY_NAME') or meta.get('ID')!r}")
-    return family
+        return distro_family(host)
 
 
 def _families(hosts: Sequence[Any], state: Any, servers: dict[Any, Any]) -> dict[Any, Any]:

@@ -22,7 +22,7 @@ from pyinfra_mailserver.deploys.ops import (
 )
 from pyinfra_mailserver.deploys.safety import reloaded_condition, smoke_checked
 from pyinfra_mailserver.deploys.verify import auth_sockets
-from pyinfra_mailserver.facts import OsRelease, unit_state_script
+from pyinfra_mailserver.facts import distro_family, unit_state_script
 from pyinfra_mailserver.manifest import Manifest, build_manifest
 from pyinfra_mailserver.model import ModelError
 from pyinfra_mailserver.orphans import mailbox_dirs, report_orphaned_mailboxes
@@ -35,16 +35,10 @@ class DeployError(Exception):
 
 def host_family() -> distro.Family:
     """The distro family: host data `mailserver_distro` if set, else the host's os-release."""
-    override = host.data.get("mailserver_distro")
-    if override:
-        return distro.Family(override)
-    meta = host.get_fact(OsRelease) or {}
-    family = distro.family_from_os_release(meta.get("ID", ""), meta.get("ID_LIKE", ""))
-    if family is None:
-        raise DeployError(
-            f"{host.name}: unsupported distribution {meta.get('PRETTY_NAME') or meta.get('ID')!r}"
-        )
-    return family
+    try:
+        return distro_family(host)
+    except ValueError as e:
+        raise DeployError(f"{host.name}: {e}") from None
 
 
 def inventory_path() -> str | None:
