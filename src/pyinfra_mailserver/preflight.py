@@ -70,9 +70,10 @@ class RefuseInvalidData(BaseStateCallback):
         host.connector.connect = refuse
 
 
-def _cli_inventory_and_deploys() -> tuple[str | None, list[str]]:
-    """`pyinfra [OPTIONS] INVENTORY DEPLOY...`: the inventory file and the deploy files of this run."""
-    files = [a for a in sys.argv[1:] if not a.startswith("-") and a.endswith(".py") and Path(a).is_file()]
+def cli_inventory_and_deploys() -> tuple[str | None, list[str]]:
+    """`pyinfra [OPTIONS] INVENTORY DEPLOY...`: the inventory file and the deploy files of this run
+    (the positional arguments that are files)."""
+    files = [a for a in sys.argv[1:] if not a.startswith("-") and Path(a).is_file()]
     return (str(Path(files[0]).resolve()) if files else None), files[1:]
 
 
@@ -82,7 +83,7 @@ def refuse_invalid_data_before_connect(state: Any) -> None:
     Other pyinfra runs (`exec`, facts, other deploys) are left alone: they may have reasons to reach a
     host whose mail-server data is being fixed.
     """
-    inventory_path, deploys = _cli_inventory_and_deploys()
+    inventory_path, deploys = cli_inventory_and_deploys()
     if not any(Path(d).name == "deploy_mailserver.py" for d in deploys):
         return
     from pyinfra.context import ctx_state

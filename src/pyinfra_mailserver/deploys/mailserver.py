@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import pyinfra
 from pyinfra import host, logger, state
 from pyinfra.api import deploy
 
-from pyinfra_mailserver import distro, inventory, lock
+from pyinfra_mailserver import distro, inventory, lock, preflight
 from pyinfra_mailserver.deploys import dovecot, packages, postfix, sasl, tls, verify
 from pyinfra_mailserver.deploys.ops import (
     account_names,
@@ -46,10 +44,8 @@ def inventory_path() -> str | None:
     env = os.environ.get("MAILSERVER_INVENTORY")
     if env:
         return env
-    if pyinfra.is_cli:  # `pyinfra [OPTIONS] INVENTORY DEPLOY...`: the first positional file
-        for arg in sys.argv[1:]:
-            if not arg.startswith("-") and Path(arg).is_file():
-                return str(Path(arg).resolve())
+    if pyinfra.is_cli:
+        return preflight.cli_inventory_and_deploys()[0]
     return None
 
 
