@@ -251,6 +251,20 @@ class RpmPackageStatus(FactBase[dict[str, str]]):
         return dict(line.split("|", 1) for line in output if "|" in line)  # type: ignore[misc]
 
 
+class MailboxDirs(FactBase[list[str]]):
+    """Directories `base/DOMAIN/USER` under the virtual mail base directory (paths only)."""
+
+    @staticmethod
+    def default() -> list[str]:
+        return []
+
+    def command(self, base_dir: str) -> str:
+        return f"find {shlex.quote(base_dir)} -mindepth 2 -maxdepth 2 -type d 2>/dev/null; true"
+
+    def process(self, output: list[str]) -> list[str]:
+        return sorted(line.strip() for line in output if line.strip())
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """Everything a deploy compares, read by one command (see `MailHostSnapshot`)."""
@@ -300,11 +314,7 @@ class MailHostSnapshot(FactBase[Snapshot]):
             "sockets": (
                 f'for s in {_q(sockets)}; do [ -S "$s" ] && echo "$s"; done; true' if sockets else "true"
             ),
-            "mailboxes": (
-                f"find {shlex.quote(mailbox_base)} -mindepth 2 -maxdepth 2 -type d 2>/dev/null; true"
-                if mailbox_base
-                else "true"
-            ),
+            "mailboxes": MailboxDirs().command(mailbox_base) if mailbox_base else "true",
         }
         return "; ".join(f"echo {SECTION}{name}; {{ {cmd}; }}" for name, cmd in parts.items())
 
@@ -329,5 +339,5 @@ class MailHostSnapshot(FactBase[Snapshot]):
             units=UnitStates().process(get("units", [])),
             ports=tuple(line.strip() for line in get("ports", []) if line.strip()),
             sockets=frozenset(line.strip() for line in get("sockets", []) if line.strip()),
-            mailboxes=tuple(sorted(line.strip() for line in get("mailboxes", []) if line.strip())),
+            mailboxes=tuple(MailboxDirs().process(get("mailboxes", []))),
         )

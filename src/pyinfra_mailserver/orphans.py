@@ -8,28 +8,14 @@ such directory as orphaned, with its path, and changes nothing.
 from __future__ import annotations
 
 import posixpath
-import shlex
 from collections.abc import Generator
 from typing import Any
 
 from pyinfra import host, logger, state
-from pyinfra.api import FactBase, operation
+from pyinfra.api import operation
 
+from pyinfra_mailserver.facts import MailboxDirs
 from pyinfra_mailserver.manifest import Manifest
-
-
-class MailboxDirs(FactBase[list[str]]):
-    """Directories `base/DOMAIN/USER` under the virtual mail base directory (paths only)."""
-
-    @staticmethod
-    def default() -> list[str]:
-        return []
-
-    def command(self, base_dir: str) -> str:
-        return f"find {shlex.quote(base_dir)} -mindepth 2 -maxdepth 2 -type d 2>/dev/null; true"
-
-    def process(self, output: list[str]) -> list[str]:
-        return sorted(line.strip() for line in output if line.strip())
 
 
 def mailbox_dirs(manifest: Manifest) -> tuple[str | None, set[str]]:

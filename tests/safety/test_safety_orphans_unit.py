@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from pyinfra_mailserver import distro, secretstore
+from pyinfra_mailserver.facts import MailboxDirs
 from pyinfra_mailserver.manifest import build_manifest
 from pyinfra_mailserver.model import validate_server
-from pyinfra_mailserver.orphans import MailboxDirs, mailbox_dirs, orphaned
+from pyinfra_mailserver.orphans import mailbox_dirs, orphaned
 
 ARGON = secretstore.hash_password("safety horse", "argon2id")
 
