@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 # the deploy's own map output names and unit-state script: drift judges by exactly the deploy's rules
-from pyinfra_mailserver.deploys.init import ENABLED_STATES, unit_state_script
+from pyinfra_mailserver.deploys.init import ENABLED_STATES
 from pyinfra_mailserver.deploys.ops import map_output
-from pyinfra_mailserver.facts import AccountState, FileState
+from pyinfra_mailserver.facts import AccountState, FileState, unit_state_script
 from pyinfra_mailserver.manifest import ManagedFile, Manifest
 from pyinfra_mailserver.report import CheckResult, CheckSet, Severity, Status, in_parallel
 
@@ -149,7 +149,7 @@ def drift_commands(m: Manifest) -> dict[str, str]:
         cmds[f"map{i}"] = f"{tool} -q {shlex.quote(mp.sample_key)} {shlex.quote(mp.spec)} >/dev/null"
     for i, sock in enumerate(m.sockets):
         cmds[f"sock{i}"] = f"test -S {shlex.quote(sock)}"
-    cmds["units"] = unit_state_script(tuple(s.unit for s in m.services))
+    cmds["units"] = unit_state_script(tuple(s.unit for s in m.services), parts=m.distro.unit_parts)
     if m.distro.family == "debian":
         cmds["packages"] = ("dpkg-query -W -f='${db:Status-Abbrev}|${Package}\\n' "
                             + " ".join(shlex.quote(p) for p in m.packages) + " 2>/dev/null; true")

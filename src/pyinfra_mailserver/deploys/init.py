@@ -19,7 +19,7 @@ from pyinfra_mailserver.deploys.ops import (
     rollback_lines,
     snapshot_part,
 )
-from pyinfra_mailserver.facts import UnitStates, unit_state_script  # noqa: F401  (verify imports it here)
+from pyinfra_mailserver.facts import UnitStates
 from pyinfra_mailserver.manifest import Manifest, Service
 
 # `systemctl is-enabled` answers that count as "starts at boot" (sysv-generated units say "generated").

@@ -9,9 +9,10 @@ from typing import Any
 from pyinfra import host, state
 from pyinfra.api import FactBase, deploy, operation
 
-from pyinfra_mailserver.deploys.init import ENABLED_STATES, unit_state_script
+from pyinfra_mailserver.deploys.init import ENABLED_STATES
 from pyinfra_mailserver.deploys.ops import fail_with, nothing_changed_yet, snapshot, snapshot_spec
 from pyinfra_mailserver.distro import Family
+from pyinfra_mailserver.facts import unit_state_script
 from pyinfra_mailserver.manifest import Manifest
 
 
@@ -30,6 +31,7 @@ class MailHostCheck(FactBase[dict[str, list[str]]]):
         paths: tuple[str, ...],
         sockets: tuple[str, ...],
         wait_ports: tuple[int, ...] = (),
+        unit_parts: tuple[str, ...] = (),
     ) -> str:
         q = shlex.quote
         pkg = (
@@ -53,7 +55,7 @@ class MailHostCheck(FactBase[dict[str, list[str]]]):
             "ss -Hltn 2>/dev/null | awk '{print \"port|\" $4}'",
         ]
         if units:
-            parts.append(unit_state_script(units, prefix="unit|"))
+            parts.append(unit_state_script(units, prefix="unit|", parts=unit_parts))
         if paths:
             parts.append(f"stat -c 'file|%n|%U|%G|%a' {' '.join(map(q, paths))} 2>/dev/null")
         parts += [f"[ -S {q(s)} ] && echo 'socket|'{q(s)}" for s in sockets]
@@ -230,6 +232,7 @@ def verify_host(manifest: Manifest) -> Generator[Any, None, None]:
         family=str(manifest.distro.family),
         packages=manifest.packages,
         units=tuple(s.unit for s in manifest.services),
+        unit_parts=manifest.distro.unit_parts,
         paths=paths,
         sockets=auth_sockets(manifest),
         wait_ports=tuple(sorted({p.port for p in manifest.ports})),
