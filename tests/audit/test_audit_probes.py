@@ -9,7 +9,7 @@ import pytest
 from toyservers import Behaviour, free_port, serve
 
 from pyinfra_mailserver.audit import tlsprobe
-from pyinfra_mailserver.audit.probes import ProbeAccount, ProbeTarget, run_probes
+from pyinfra_mailserver.audit.probes import TLS_CHECKS, ProbeAccount, ProbeTarget, run_probes
 from pyinfra_mailserver.audit.testcert import make_ca, make_server_cert
 from pyinfra_mailserver.manifest import Port
 from pyinfra_mailserver.report import CheckResult, Status
@@ -256,3 +256,74 @@ def test_pop3_plaintext_user_accepted_still_upgrades(pki: dict[str, str]) -> Non
     r = _run("pop3", Behaviour(login_disabled_plain=False), POP3, pki, account=acct)
     assert r["pop3.plaintext_auth_refused"].status is Status.FAIL
     assert r["pop3.login"].status is Status.PASS and r["tls.cert_chain"].status is Status.PASS
+
+
+def _run_listeners(kind: str, pki: dict[str, str], starttls: Behaviour | None, implicit: Behaviour,
+                   account: ProbeAccount | None = None) -> tuple[dict[str, CheckResult], int, int]:
+    """A Dovecot protocol's two listeners probed together, as run_probes groups them on a real host (two
+    toy servers with the same behaviour stand in for one Dovecot); `starttls=None`: that listener is down."""
+    plain, secure = {"imap": ("imap", "imaps"), "pop3": ("pop3", "pop3s")}[kind]
+    with serve(kind, implicit, pki["cert"], pki["key"]) as n_tls:
+        if starttls is None:
+            n_plain = free_port()
+            ports = [Port(n_plain, "dovecot", plain, "starttls", "required"),  # type: ignore[arg-type]
+                     Port(n_tls, "dovecot", secure, "implicit", "required")]  # type: ignore[arg-type]
+            results = run_probes(_target(pki, account=account), ports)
+        else:
+            with serve(kind, starttls, pki["cert"], pki["key"]) as n_plain:
+                ports = [Port(n_plain, "dovecot", plain, "starttls", "required"),  # type: ignore[arg-type]
+                         Port(n_tls, "dovecot", secure, "implicit", "required")]  # type: ignore[arg-type]
+                results = run_probes(_target(pki, account=account), ports)
+    return {r.id: r for r in results}, n_plain, n_tls
+
+
+@pytest.mark.parametrize("kind", ["imap", "pop3"])
+def test_dovecot_listeners_share_version_checks_and_login(kind: str, pki: dict[str, str]) -> None:
+    """Dovecot has one TLS and auth configuration per protocol: its two listeners cost three connections
+    between them (implicit session with the login, STARTTLS session pinned to TLS 1.2, one legacy
+    handshake) instead of six, and every check of both ports is still reported, saying where a reused
+    verdict was measured."""
+    starttls, implicit = Behaviour(), Behaviour(tls="implicit")
+    acct = ProbeAccount("probe@example.org", "s3cret")
+    r, n_plain, n_tls = _run_listeners(kind, pki, starttls, implicit, acct)
+    assert not [x for x in r.values() if x.status in (Status.FAIL, Status.ERROR)], _statuses(r)
+    assert (implicit.connections, starttls.connections) == (2, 1)
+    for n in (n_plain, n_tls):
+        for cid in (*TLS_CHECKS, f"{kind}.login"):
+            assert r[f"{cid}[{n}]"].status is Status.PASS, (cid, n, r[f"{cid}[{n}]"].message)
+    assert "measured on" not in r[f"tls.v1_3_accepted[{n_tls}]"].message
+    assert f"measured on {kind}/{n_plain}" in r[f"tls.v1_2_accepted[{n_tls}]"].message
+    assert f"measured on {kind}s/{n_tls}" in r[f"tls.v1_3_accepted[{n_plain}]"].message
+    assert f"measured on {kind}s/{n_tls}" in r[f"{kind}.login[{n_plain}]"].message
+    assert f"measured on {kind}s/{n_tls}" in r[f"tls.v1_refused[{n_plain}]"].message
+    # each listener's own session and certificate
+    assert "measured on" not in r[f"tls.cert_chain[{n_plain}]"].message
+    assert r[f"{kind}.starttls[{n_plain}]"].status is Status.PASS
+
+
+def test_dovecot_listeners_tls12_refused_is_found_on_both(pki: dict[str, str]) -> None:
+    """A server without TLS 1.2: the pinned STARTTLS is refused, which is the 1.2 verdict of both
+    listeners, and the STARTTLS listener's certificate is still checked with a handshake of its own."""
+    starttls = Behaviour(min_version=ssl.TLSVersion.TLSv1_3)
+    implicit = Behaviour(tls="implicit", min_version=ssl.TLSVersion.TLSv1_3)
+    acct = ProbeAccount("probe@example.org", "s3cret")
+    r, n_plain, n_tls = _run_listeners("imap", pki, starttls, implicit, acct)
+    for n in (n_plain, n_tls):
+        assert r[f"tls.v1_2_accepted[{n}]"].status is Status.FAIL, r[f"tls.v1_2_accepted[{n}]"].message
+        assert r[f"tls.v1_3_accepted[{n}]"].status is Status.PASS
+        assert r[f"tls.cert_chain[{n}]"].status is Status.PASS
+        assert r[f"imap.login[{n}]"].status is Status.PASS
+    assert starttls.connections == 2  # the refused pinned session, then the certificate's handshake
+
+
+def test_dovecot_listener_down_leaves_its_sibling_fully_checked(pki: dict[str, str]) -> None:
+    """The STARTTLS listener is down: it is a finding, and the implicit listener answers the versions it
+    had left to its sibling with a handshake of its own."""
+    implicit = Behaviour(tls="implicit")
+    acct = ProbeAccount("probe@example.org", "s3cret")
+    r, n_plain, n_tls = _run_listeners("imap", pki, None, implicit, acct)
+    assert r[f"imap.reachable[{n_plain}]"].status is Status.FAIL
+    for cid in TLS_CHECKS:
+        assert r[f"{cid}[{n_tls}]"].status is Status.PASS, (cid, r[f"{cid}[{n_tls}]"].message)
+    assert "measured on" not in r[f"tls.v1_2_accepted[{n_tls}]"].message
+    assert implicit.connections == 3

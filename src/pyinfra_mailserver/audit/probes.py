@@ -12,8 +12,8 @@ import poplib
 import smtplib
 import socket
 import ssl
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
@@ -215,9 +215,20 @@ def probe_smtp(t: ProbeTarget, port: Port, checks: CheckSet,
     return tls
 
 
-def _session_tls(sock: object) -> tlsprobe.Handshake | None:
+def _session_tls(sock: object, offered: str | None = None) -> tlsprobe.Handshake | None:
     """The verified TLS session of a protocol probe's socket, if it is one."""
-    return tlsprobe.session_handshake(sock) if isinstance(sock, ssl.SSLSocket) else None
+    return tlsprobe.session_handshake(sock, offered) if isinstance(sock, ssl.SSLSocket) else None
+
+
+# The TLS version a STARTTLS session is pinned to (and its context): a sibling listener's session answers
+# the version its group still lacks, instead of a handshake of its own (see run_probes).
+Pinned = tuple[str, ssl.SSLContext]
+REFUSED_HANDSHAKE = (TimeoutError, ssl.SSLError, ConnectionResetError, BrokenPipeError)
+
+
+def _refused(version: str, e: BaseException) -> tlsprobe.Handshake:
+    """A pinned STARTTLS the server would not complete: the answer to "is `version` accepted?"."""
+    return tlsprobe.Handshake(False, error=str(e) or type(e).__name__, offered=version)
 
 
 def _smtp_error(e: smtplib.SMTPException) -> str:
@@ -227,11 +238,11 @@ def _smtp_error(e: smtplib.SMTPException) -> str:
     return str(e)
 
 
-def probe_imap(t: ProbeTarget, port: Port, checks: CheckSet,
-               ctx: ssl.SSLContext) -> tlsprobe.Handshake | None:
-    """Plaintext login refused before TLS, STARTTLS offered, and a probe login when an account is given;
-    returns the session's verified TLS handshake (STARTTLS is taken whenever offered: the port's TLS
-    checks reuse it instead of connecting again)."""
+def probe_imap(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext,
+               pinned: Pinned | None = None, login: bool = True) -> tlsprobe.Handshake | None:
+    """Plaintext login refused before TLS, STARTTLS offered, and a probe login when an account is given
+    (and `login`); returns the session's TLS handshake (STARTTLS is taken whenever offered, with the
+    `pinned` version only when given: the port's TLS checks reuse it instead of connecting again)."""
     label, n = _port_label(port), port.port
     tls: tlsprobe.Handshake | None = None
     try:
@@ -265,10 +276,18 @@ def probe_imap(t: ProbeTarget, port: Port, checks: CheckSet,
                        ok_message=f"{label}: STARTTLS offered", severity=Severity.HIGH,
                        fix="ssl = required with ssl_cert/ssl_key in Dovecot")
             if has:
-                m.starttls(ssl_context=ctx)
-                tls = _session_tls(m.sock)
+                if pinned is None:
+                    m.starttls(ssl_context=ctx)
+                else:
+                    try:
+                        m.starttls(ssl_context=pinned[1])
+                    except ssl.SSLCertVerificationError:
+                        raise
+                    except REFUSED_HANDSHAKE as e:  # the version is refused: the TLS checks say so
+                        return _refused(pinned[0], e)
+                tls = _session_tls(m.sock, pinned[0] if pinned else None)
                 secured = True
-        if t.account is not None and "imap" in t.account.services and secured:
+        if login and t.account is not None and "imap" in t.account.services and secured:
             try:
                 m.login(t.account.user, t.account.password)
                 checks.passed(f"imap.login[{n}]", f"{label}: login as {t.account.user} works")
@@ -289,10 +308,11 @@ def probe_imap(t: ProbeTarget, port: Port, checks: CheckSet,
     return tls
 
 
-def probe_pop3(t: ProbeTarget, port: Port, checks: CheckSet,
-               ctx: ssl.SSLContext) -> tlsprobe.Handshake | None:
-    """USER refused before TLS, STLS offered, and a probe login when an account is given; returns the
-    session's verified TLS handshake (STLS is taken whenever offered, for the port's TLS checks)."""
+def probe_pop3(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext,
+               pinned: Pinned | None = None, login: bool = True) -> tlsprobe.Handshake | None:
+    """USER refused before TLS, STLS offered, and a probe login when an account is given (and `login`);
+    returns the session's TLS handshake (STLS is taken whenever offered, with the `pinned` version only
+    when given, for the port's TLS checks)."""
     label, n = _port_label(port), port.port
     tls: tlsprobe.Handshake | None = None
     try:
@@ -335,18 +355,26 @@ def probe_pop3(t: ProbeTarget, port: Port, checks: CheckSet,
             # which STLS is not allowed (RFC 2595 §4), and a server may refuse it after any USER at all:
             # then a fresh session does the upgrade.
             upgraded = False
-            if refused:
-                with contextlib.suppress(poplib.error_proto):
-                    p.stls(context=ctx)
-                    upgraded = True
-            if not upgraded:
-                with contextlib.suppress(Exception):
-                    p.quit()
-                p = poplib.POP3(t.address, n, timeout=t.timeout)
-                p.host = t.server_name
-                p.stls(context=ctx)
-            tls = _session_tls(p.sock)
-        if t.account is not None and "pop3" in t.account.services:
+            stls_ctx = ctx if pinned is None else pinned[1]
+            try:
+                if refused:
+                    with contextlib.suppress(poplib.error_proto):
+                        p.stls(context=stls_ctx)
+                        upgraded = True
+                if not upgraded:
+                    with contextlib.suppress(Exception):
+                        p.quit()
+                    p = poplib.POP3(t.address, n, timeout=t.timeout)
+                    p.host = t.server_name
+                    p.stls(context=stls_ctx)
+            except ssl.SSLCertVerificationError:
+                raise
+            except REFUSED_HANDSHAKE as e:
+                if pinned is None:
+                    raise
+                return _refused(pinned[0], e)  # the version is refused: the TLS checks say so
+            tls = _session_tls(p.sock, pinned[0] if pinned else None)
+        if login and t.account is not None and "pop3" in t.account.services:
             try:
                 p.user(t.account.user)
                 p.pass_(t.account.password)
@@ -472,58 +500,135 @@ def _legacy_verdict(checks: CheckSet, label: str, n: int, version: str, accepted
                "ssl_min_protocol = TLSv1.2")
 
 
+SHARED_WHY = "Dovecot applies one TLS and auth configuration to both listeners of a protocol"
+
+
+@dataclass
+class Siblings:
+    """What one listener of a Dovecot protocol measured, for the other one (imap/143 and imaps/993,
+    pop3/110 and pop3s/995).
+
+    Dovecot (2.3) has no per-listener TLS or auth settings: the protocol floor, the certificate and the
+    passdb apply per protocol and address, never per port. So the second listener's TLS version checks
+    and login would repeat the first one's answers, at a login process (~10 ms of the host's CPU) each:
+    most of what an audit costs a host. Each listener still gets its own session (greeting, plaintext
+    refusal, STARTTLS or implicit TLS, the certificate it serves); the versions the first session did not
+    answer are left (`deferred`) for the second session, pinned to that version, to answer for both.
+    Reused verdicts say where they were measured.
+    """
+
+    legacy: list[CheckResult] = field(default_factory=list)
+    legacy_port: Port | None = None
+    versions: dict[str, tuple[tlsprobe.Handshake, Port]] = field(default_factory=dict)
+    tls13_not_offered: Port | None = None  # a listener that chose 1.2 when offered 1.2 and 1.3
+    deferred: list[tuple[Port, CheckSet, str]] = field(default_factory=list)
+    login: list[CheckResult] = field(default_factory=list)
+    login_port: Port | None = None
+
+
+def _measured_on(src: Port) -> str:
+    return f" (measured on {_port_label(src)}: {SHARED_WHY})"
+
+
+def _mirror(checks: CheckSet, results: Sequence[CheckResult], src: Port, dst: Port) -> None:
+    """`src`'s verdicts as `dst`'s, saying where they were measured."""
+    for r in results:
+        message = r.message.removeprefix(f"{_port_label(src)}: ")
+        checks.results.append(CheckResult(
+            r.id.replace(f"[{src.port}]", f"[{dst.port}]"), r.host, r.status,
+            f"{_port_label(dst)}: {message}{_measured_on(src)}", r.severity, r.fix, r.detail, r.section))
+
+
+def _version_check(t: ProbeTarget, port: Port, checks: CheckSet, ctxs: Contexts, version: str,
+                   own: Mapping[str, tlsprobe.Handshake], group: Siblings, defer: bool) -> None:
+    """Is `version` accepted on `port`: from this port's own handshakes, else a sibling's, else left for
+    the sibling to come (`defer`), else a handshake pinned to it."""
+    label, n = _port_label(port), port.port
+    vid = _vid(version, "accepted", n)
+    src: Port | None = None
+    if version in own:
+        h = own[version]
+    elif version in group.versions:
+        h, src = group.versions[version]
+    elif version == "TLSv1.3" and group.tls13_not_offered is not None:
+        # offered 1.2 and 1.3, the server chose 1.2: it has no 1.3 (a pinned 1.3 handshake would fail)
+        where = group.tls13_not_offered
+        checks.skip(vid, f"{label}: TLSv1.3 not offered (TLSv1.2 chosen when 1.3 was offered) — "
+                    "informational" + ("" if where == port else _measured_on(where)))
+        return
+    elif defer:
+        group.deferred.append((port, checks, version))
+        return
+    else:
+        try:
+            h = tlsprobe.handshake(t.address, n, port.protocol, port.tls, ctxs.get(version), t.server_name,
+                                   t.timeout)
+        except (tlsprobe.ProtocolError, OSError) as e:
+            checks.fail(vid, f"{label}: no TLS handshake: {e}", severity=Severity.HIGH,
+                        fix="configure a certificate and key and enable TLS on this service")
+            return
+    if src is None:
+        group.versions.setdefault(version, (h, port))
+    note = "" if src is None else _measured_on(src)
+    if version == "TLSv1.2":
+        checks.add(vid, h.negotiated, f"{label}: TLSv1.2 refused ({h.error}){note}",
+                   ok_message=f"{label}: TLSv1.2 accepted{note}", severity=Severity.MEDIUM,
+                   fix="allow TLSv1.2 (old clients and MTAs still need it)")
+    elif h.negotiated:
+        checks.passed(vid, f"{label}: TLSv1.3 accepted{note}", Severity.INFO)
+    else:
+        checks.skip(vid, f"{label}: TLSv1.3 not offered ({h.error}) — informational{note}")
+
+
 def probe_tls(t: ProbeTarget, port: Port, checks: CheckSet, session: tlsprobe.Handshake | None = None,
-              ctxs: Contexts | None = None) -> None:
+              ctxs: Contexts | None = None, group: Siblings | None = None, defer: bool = False) -> None:
     """Legacy versions refused, TLS 1.2+ accepted, certificate chain, name and expiry on one port.
 
-    `session` is the verified TLS handshake the port's protocol probe already made with the default
-    context (TLS 1.2 and 1.3 offered, the run's CA): it answers the certificate checks and whichever of
-    1.2/1.3 it negotiated, so only the other version needs a pinned handshake. Each connection costs the
-    host a login process (Dovecot) or an smtpd TLS setup, which is what an audit of many hosts pays for.
+    `session` is the TLS handshake the port's protocol probe already made: with the default context (TLS
+    1.2 and 1.3 offered, the run's CA) it answers the certificate checks and whichever of 1.2/1.3 it
+    negotiated; pinned to one version (`offered`), it answers that version. Only what no session answered
+    needs a handshake of its own. Each connection costs the host a login process (Dovecot) or an smtpd TLS
+    setup, which is what an audit of many hosts pays for. `group` carries a Dovecot sibling listener's
+    answers (see Siblings); `defer` leaves the versions still unknown to the sibling that follows.
     """
     ctxs = ctxs or Contexts(t.ca_file)
+    group = group if group is not None else Siblings()
     label, n = _port_label(port), port.port
-    _legacy_checks(t, port, checks, ctxs)
-    default = session
-    default_error: Exception | None = None
-    if default is None:
+    if group.legacy_port is not None:
+        _mirror(checks, group.legacy, group.legacy_port, port)
+    else:
+        before = len(checks.results)
+        _legacy_checks(t, port, checks, ctxs)
+        made = checks.results[before:]
+        if made and all(r.status is not Status.ERROR for r in made):  # a sibling retries what could not run
+            group.legacy, group.legacy_port = made, port
+    own: dict[str, tlsprobe.Handshake] = {}
+    if session is not None:
+        if session.offered:
+            own[session.offered] = session
+        elif session.negotiated and session.version:
+            own[session.version] = session
+    chose_12 = bool(session and not session.offered and session.negotiated and session.version == "TLSv1.2")
+    cert = session if session is not None and session.negotiated else None
+    cert_error: Exception | None = None
+    if cert is None:  # no session that got to a certificate: the default handshake answers it
         try:
-            default = tlsprobe.handshake(t.address, n, port.protocol, port.tls, ctxs.get(), t.server_name,
-                                         t.timeout)
+            cert = tlsprobe.handshake(t.address, n, port.protocol, port.tls, ctxs.get(), t.server_name,
+                                      t.timeout)
+            if cert.negotiated and cert.version:
+                own.setdefault(cert.version, cert)
+                chose_12 = chose_12 or cert.version == "TLSv1.2"
         except (tlsprobe.ProtocolError, OSError) as e:
-            default_error = e
-    known = default.version if default is not None and default.negotiated else None
+            cert_error = e
+    if chose_12 and group.tls13_not_offered is None:
+        group.tls13_not_offered = port
     for version in ("TLSv1.2", "TLSv1.3"):
-        vid = _vid(version, "accepted", n)
-        if known == version:
-            h = default
-        elif version == "TLSv1.3" and known == "TLSv1.2":
-            # offered 1.2 and 1.3, the server chose 1.2: it has no 1.3 (a pinned 1.3 handshake would fail)
-            checks.skip(vid, f"{label}: TLSv1.3 not offered (TLSv1.2 chosen when 1.3 was offered) — "
-                        "informational")
-            continue
-        else:
-            try:
-                h = tlsprobe.handshake(t.address, n, port.protocol, port.tls, ctxs.get(version),
-                                       t.server_name, t.timeout)
-            except (tlsprobe.ProtocolError, OSError) as e:
-                checks.fail(vid, f"{label}: no TLS handshake: {e}", severity=Severity.HIGH,
-                            fix="configure a certificate and key and enable TLS on this service")
-                continue
-        assert h is not None
-        if version == "TLSv1.2":
-            checks.add(vid, h.negotiated, f"{label}: TLSv1.2 refused ({h.error})",
-                       ok_message=f"{label}: TLSv1.2 accepted", severity=Severity.MEDIUM,
-                       fix="allow TLSv1.2 (old clients and MTAs still need it)")
-        elif h.negotiated:
-            checks.passed(vid, f"{label}: TLSv1.3 accepted", Severity.INFO)
-        else:
-            checks.skip(vid, f"{label}: TLSv1.3 not offered ({h.error}) — informational")
+        _version_check(t, port, checks, ctxs, version, own, group, defer)
     # certificate: chain, then name and expiry on the parsed certificate
-    if default is None:
-        checks.error(f"tls.cert_chain[{n}]", f"{label}: no TLS handshake: {default_error}")
+    if cert is None:
+        checks.error(f"tls.cert_chain[{n}]", f"{label}: no TLS handshake: {cert_error}")
         return
-    h = default
+    h = cert
     ca_desc = t.ca_file or "the system trust store"
     if h.verify_error or not h.cert_der:
         checks.fail(f"tls.cert_chain[{n}]", f"{label}: chain not valid against {ca_desc}: "
@@ -533,17 +638,35 @@ def probe_tls(t: ProbeTarget, port: Port, checks: CheckSet, session: tlsprobe.Ha
             checks.skip(f"tls.{cid}[{n}]", f"{label}: certificate not inspected: its chain is not valid")
         return
     checks.passed(f"tls.cert_chain[{n}]", f"{label}: chain valid against {ca_desc}", Severity.HIGH)
-    cert = x509.load_der_x509_certificate(h.cert_der)
-    names = tlsprobe.cert_names(cert)
+    parsed = x509.load_der_x509_certificate(h.cert_der)
+    names = tlsprobe.cert_names(parsed)
     checks.add(f"tls.cert_name[{n}]", tlsprobe.name_matches(t.server_name, names),
                f"{label}: certificate names {names} do not include {t.server_name}",
                ok_message=f"{label}: certificate names {t.server_name}", severity=Severity.HIGH,
                fix="reissue the certificate with the host name as a subject alternative name")
-    left = tlsprobe.days_left(cert)
+    left = tlsprobe.days_left(parsed)
     checks.add(f"tls.cert_expiry[{n}]", left > EXPIRY_DAYS,
-               f"{label}: certificate expires in {left:.0f} days ({cert.not_valid_after_utc:%Y-%m-%d})",
+               f"{label}: certificate expires in {left:.0f} days ({parsed.not_valid_after_utc:%Y-%m-%d})",
                ok_message=f"{label}: certificate valid for {left:.0f} more days", severity=Severity.HIGH,
                fix="renew the certificate (re-run mailserver deploy for generated certificates)")
+
+
+def settle(t: ProbeTarget, ctxs: Contexts, group: Siblings) -> None:
+    """Answer what a listener left for its sibling and the sibling did not answer (it was down, or its
+    session never got to TLS): with handshakes of the listener's own."""
+    deferred, group.deferred = group.deferred, []
+    for port, checks, version in deferred:
+        _version_check(t, port, checks, ctxs, version, {}, group, defer=False)
+
+
+def listener_groups(ports: Sequence[Port]) -> list[list[Port]]:
+    """The ports probed together: each Dovecot protocol's TLS listeners (implicit TLS first, see
+    Siblings), every other port on its own."""
+    groups: dict[object, list[Port]] = {}
+    for p in ports:
+        dovecot = p.service == "dovecot" and p.protocol in IMAP_PROTOCOLS + POP3_PROTOCOLS and p.tls != "none"
+        groups.setdefault(("dovecot", tlsprobe.base_protocol(p.protocol)) if dovecot else p, []).append(p)
+    return [sorted(g, key=lambda p: p.tls != "implicit") for g in groups.values()]
 
 
 def run_probes(t: ProbeTarget, ports: Sequence[Port], section: str = "audit") -> list[CheckResult]:
@@ -552,35 +675,57 @@ def run_probes(t: ProbeTarget, ports: Sequence[Port], section: str = "audit") ->
 
     Per TLS port that is three connections in the normal case: the protocol session (its TLS also
     answers the certificate checks and one of TLS 1.2/1.3), the other of 1.2/1.3 pinned, and one legacy
-    handshake for TLS 1.0 and 1.1 together.
+    handshake for TLS 1.0 and 1.1 together. A Dovecot protocol's two listeners take three between them
+    (see Siblings): the implicit-TLS session with the login, the STARTTLS session pinned to TLS 1.2, and
+    one legacy handshake.
     """
     ctxs = Contexts(t.ca_file)
     ctx = ctxs.get()
     for version in tlsprobe.LEGACY:  # computed once, before the workers start
         tlsprobe.local_support(version)
 
-    def one(port: Port) -> list[CheckResult]:
+    def one(port: Port, group: Siblings, login: bool, pinned: Pinned | None, defer: bool) -> CheckSet:
         checks = CheckSet(t.host, section)
         proto = port.protocol
         if proto in SMTP_PROTOCOLS:
             session = probe_smtp(t, port, checks, ctx)  # smtplib sends `_host` (the server name) as SNI
         elif proto in IMAP_PROTOCOLS:
-            session = probe_imap(t, port, checks, ctx)
+            session = probe_imap(t, port, checks, ctx, pinned, login)
         elif proto in POP3_PROTOCOLS:
-            session = probe_pop3(t, port, checks, ctx)
+            session = probe_pop3(t, port, checks, ctx, pinned, login)
         else:
-            return []
+            return checks
         if port.tls == "none":
-            return checks.results
+            return checks
         blocker = _tls_blocker(checks.results)
         if blocker is None:
-            probe_tls(t, port, checks, session, ctxs)
+            probe_tls(t, port, checks, session, ctxs, group, defer)
         else:  # already a finding of the protocol probe: one verdict per cause, not seven
             for cid in TLS_CHECKS:
                 checks.skip(f"{cid}[{port.port}]", f"{_port_label(port)}: TLS not tested, see {blocker}")
-        return checks.results
+        return checks
 
-    return in_parallel(one, list(ports))
+    def run_group(group_ports: list[Port]) -> list[CheckResult]:
+        group = Siblings()
+        done: list[CheckSet] = []
+        for i, port in enumerate(group_ports):
+            login = group.login_port is None
+            pending = [version for _, _, version in group.deferred]
+            # the sibling's STARTTLS answers the version still unknown (never when it must log in: a
+            # refused pinned version would leave the group without a login)
+            pinned = (pending[0], ctxs.get(pending[0])) if pending and port.tls == "starttls" and not login \
+                else None
+            checks = one(port, group, login, pinned, defer=i < len(group_ports) - 1)
+            logins = [r for r in checks.results if r.id.split("[", 1)[0] in ("imap.login", "pop3.login")]
+            if login and logins:
+                group.login, group.login_port = logins, port
+            elif not login and group.login_port is not None:
+                _mirror(checks, group.login, group.login_port, port)
+            done.append(checks)
+        settle(t, ctxs, group)
+        return [r for c in done for r in c.results]
+
+    return in_parallel(run_group, listener_groups(ports))
 
 
 def _tls_blocker(results: Sequence[CheckResult]) -> str | None:

@@ -187,12 +187,13 @@ class Handshake:
     cert_der: bytes | None = None
     verify_error: str | None = None  # chain verification failed (version was negotiated)
     error: str | None = None  # refused / failed before a version was agreed
+    offered: str | None = None  # the one version the client offered (a pinned attempt); None: 1.2 and 1.3
 
 
-def session_handshake(sock: ssl.SSLSocket) -> Handshake:
+def session_handshake(sock: ssl.SSLSocket, offered: str | None = None) -> Handshake:
     """What an established, verified TLS session of a protocol probe already proves (version and
     certificate), so the TLS checks of its port need not connect again for the same answer."""
-    return Handshake(True, sock.version(), sock.getpeercert(binary_form=True))
+    return Handshake(True, sock.version(), sock.getpeercert(binary_form=True), offered=offered)
 
 
 def handshake(address: str, port: int, protocol: str, tls: str, ctx: ssl.SSLContext, server_name: str,
