@@ -210,3 +210,20 @@ def test_break_is_found_and_redeploy_cleans(hosts: Hosts, name: str, variant: st
                  lambda r: r.rc == 0, timeout=150)
     assert audit.rc == 0, [(r["id"], r["message"]) for r in audit.report["results"]
                            if r["status"] in ("fail", "error")]
+
+
+def test_mail_log_warnings_reach_the_audit(hosts: Hosts) -> None:
+    """Only warnings and worse leave the host (journalctl -p warning): a real Postfix warning is reported,
+    while an info line that merely contains "warning:" is not even read. Last in the module: the warning
+    stays in the host's log until the module's hosts go down."""
+    host = hosts.virtual
+    start = int(time.time())
+    token = f"audit-log-{start}"
+    host.check(f"postlog -t postfix/audit-test -p warn 'audit test {token}' && "
+               f"postlog -t postfix/audit-test -p info 'warning: audit info {token}'")
+    audit = poll(lambda: hosts.check("audit", host, "--no-probes", "--log-since", f"@{start}"),
+                 lambda r: "log.warnings" in r.failing())
+    row = next(r for r in audit.report["results"] if r["id"] == "log.warnings")
+    assert f"audit test {token}" in row["detail"], row
+    assert f"audit info {token}" not in row["detail"], row
+    assert audit.rc == 1
