@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import imaplib
+import os
 import poplib
 import smtplib
 import socket
@@ -441,6 +442,22 @@ class Contexts:
             self._made["legacy"] = tlsprobe.legacy_context(self.ca_file)
         return self._made["legacy"]
 
+    @classmethod
+    def shared(cls, ca_file: str | None) -> Contexts:
+        """The contexts of every host that trusts the same CA file (as it is now on disk): a fleet's
+        audit loads its CA three times, not three times per host."""
+        try:
+            st = os.stat(ca_file) if ca_file else None
+        except OSError:
+            st = None
+        key = (ca_file, st.st_mtime_ns if st else None, st.st_size if st else None)
+        if key not in _SHARED_CONTEXTS:
+            _SHARED_CONTEXTS[key] = cls(ca_file)
+        return _SHARED_CONTEXTS[key]
+
+
+_SHARED_CONTEXTS: dict[tuple[str | None, int | None, int | None], Contexts] = {}
+
 
 def _vid(version: str, what: str, n: int) -> str:
     return f"tls.{version.lower().replace('.', '_').replace('tlsv', 'v')}_{what}[{n}]"
@@ -679,7 +696,7 @@ def run_probes(t: ProbeTarget, ports: Sequence[Port], section: str = "audit") ->
     (see Siblings): the implicit-TLS session with the login, the STARTTLS session pinned to TLS 1.2, and
     one legacy handshake.
     """
-    ctxs = Contexts(t.ca_file)
+    ctxs = Contexts.shared(t.ca_file)
     ctx = ctxs.get()
     for version in tlsprobe.LEGACY:  # computed once, before the workers start
         tlsprobe.local_support(version)
