@@ -97,3 +97,12 @@ def test_script_sections_parse_output_without_final_newline() -> None:
     got = parse_script(lines)
     assert got["a"].rc == 0 and got["a"].lines == ["hi"]
     assert got["b"].rc == 3 and got["b"].lines == ["x"]
+
+
+def test_json_result_rows_carry_every_field() -> None:
+    """to_dict is spelled out (no dataclasses.asdict): a field added to CheckResult must reach the JSON."""
+    from dataclasses import fields
+
+    rows = json.loads(to_json(_sample(), "audit"))["results"]
+    assert rows and all(set(r) == {f.name for f in fields(CheckResult)} for r in rows)
+    assert json.loads(to_json([], "audit"))["results"] == []
