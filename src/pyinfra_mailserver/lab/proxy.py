@@ -24,7 +24,15 @@ ForeGround: 1
 ExThreshold: 4
 NetworkTimeout: 30
 DlMaxRetries: 5
+FreshIndexMaxAge: {fresh}
 """
+# How long a volatile index (InRelease) is served from the cache without asking the mirror again. acng's
+# default (27 s) had every wave of hosts deploying at once refresh the same InRelease concurrently; acng
+# then collided with itself ("Failure to move file ... out of the way", the backup's name being the
+# current second) and some clients' `apt-get update` hung for good (apt-get and both of its methods idle,
+# the http method's socket in CLOSE-WAIT): 1 to 3 hosts of every 5 in trials. A throwaway lab can live
+# with an index up to an hour old; warm() fetches it once, alone, before the hosts boot.
+FRESH_INDEX_MAX_AGE = 3600
 
 
 def proxy_cache_dir(st: LabState) -> Path:
@@ -46,7 +54,8 @@ def ensure_proxy(st: LabState) -> None:
         d.mkdir(parents=True, exist_ok=True)
     st.proxy_port = _free_port(st.bridge_ip)
     (conf_dir / "acng.conf").write_text(
-        ACNG_CONF.format(cache=cache, log=log_dir, port=st.proxy_port, bind=st.bridge_ip)
+        ACNG_CONF.format(cache=cache, log=log_dir, port=st.proxy_port, bind=st.bridge_ip,
+                         fresh=FRESH_INDEX_MAX_AGE)
     )
     with open(log_dir / "stdout.log", "ab") as out:
         proc = subprocess.Popen(
@@ -71,6 +80,35 @@ def ensure_proxy(st: LabState) -> None:
         st.proxy = None
         st.save()
         raise LabError(f"apt-cacher-ng exited ({proc.returncode}); see {log_dir}")
+
+
+def index_urls(sources_list: str) -> list[str]:
+    """The InRelease URL of every http suite in a one-line-style sources.list (https bypasses the proxy)."""
+    urls: list[str] = []
+    for line in sources_list.splitlines():
+        parts = line.split("#", 1)[0].split()
+        if len(parts) >= 3 and parts[0] == "deb":
+            uri, suite = (parts[2], parts[3]) if parts[1].startswith("[") else (parts[1], parts[2])
+            if uri.startswith("http://"):
+                urls.append(f"{uri.rstrip('/')}/dists/{suite}/InRelease")
+    return list(dict.fromkeys(urls))
+
+
+def warm(st: LabState, sources_list: str, timeout: float = 60) -> None:
+    """Fetch each suite's InRelease through the proxy, one after the other, so the hosts that then run
+    `apt-get update` at once are all served the cached copy (see FRESH_INDEX_MAX_AGE). Best effort: a
+    failure is printed and the lab still comes up (apt on the hosts says what is wrong, if anything)."""
+    import urllib.request
+
+    if not st.proxy:
+        return
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": st.proxy_url}))
+    for url in index_urls(sources_list):
+        try:
+            with opener.open(url, timeout=timeout) as r:
+                r.read()
+        except OSError as e:
+            print(f"lab: apt proxy warm-up of {url} failed: {e}")
 
 
 def _free_port(ip: str, first: int = 3142, tries: int = 50) -> int:
