@@ -25,6 +25,11 @@ APT_ENV = "DEBIAN_FRONTEND=noninteractive"
 # Wait for a dpkg lock held by e.g. apt-daily (fresh cloud hosts) instead of failing at once; a stalled
 # mirror or proxy connection times out (and is retried) instead of hanging the whole run.
 APT_OPTS = "-o DPkg::Lock::Timeout=300 -o Acquire::Retries=3 -o Acquire::http::Timeout=60"
+# apt's own timeouts cover a silent connection, not every stall: on the lab's apt proxy `apt-get update`
+# once sat idle for good (apt-get and both of its methods waiting on each other) with the retry never
+# reached. A bound turns that into the retry below, and a second stall into a failed operation instead
+# of a deploy that never ends.
+APT_UPDATE = f"timeout 300 apt-get update -q {APT_OPTS}"
 APT_INSTALL = (
     f"apt-get install -y -q --no-install-recommends {APT_OPTS} "
     "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold"
@@ -99,8 +104,8 @@ def install_packages(
     names = " ".join(shlex.quote(p) for p in missing)
     if family == Family.DEBIAN:
         install = (
-            f"{APT_ENV} apt-get update -q {APT_OPTS} && {APT_ENV} {APT_INSTALL} {names} "
-            f"|| {{ sleep 2; {APT_ENV} apt-get update -q {APT_OPTS} && {APT_ENV} {APT_INSTALL} {names}; }}"
+            f"{APT_ENV} {APT_UPDATE} && {APT_ENV} {APT_INSTALL} {names} "
+            f"|| {{ sleep 2; {APT_ENV} {APT_UPDATE} && {APT_ENV} {APT_INSTALL} {names}; }}"
         )
         preseed = [d for d in debconf if d[0] in missing]
         if preseed:  # in the same command: one round trip
