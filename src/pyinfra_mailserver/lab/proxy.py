@@ -25,14 +25,33 @@ ExThreshold: 4
 NetworkTimeout: 30
 DlMaxRetries: 5
 FreshIndexMaxAge: {fresh}
+ResponseFreezeDetectTime: {freeze}
 """
-# How long a volatile index (InRelease) is served from the cache without asking the mirror again. acng's
-# default (27 s) had every wave of hosts deploying at once refresh the same InRelease concurrently; acng
-# then collided with itself ("Failure to move file ... out of the way", the backup's name being the
-# current second) and some clients' `apt-get update` hung for good (apt-get and both of its methods idle,
-# the http method's socket in CLOSE-WAIT): 1 to 3 hosts of every 5 in trials. A throwaway lab can live
-# with an index up to an hour old; warm() fetches it once, alone, before the hosts boot.
+# Hosts that run `apt-get update` at the same moment (a deploy of several fresh hosts) ask acng for the
+# same InRelease at once. acng (3.7.4, Debian 12) refreshes a volatile index on every request and lets
+# concurrent requests share one download, but only once that download is "started": a download that is
+# still waiting for the mirror's headers has a start time of 0, so any request arriving in that window
+# takes it for stuck (older than ResponseFreezeDetectTime), abandons it under the client that asked for
+# it and starts over, renaming the cached file to `InRelease.<current second>`; a second such request in
+# the same second fails ("Failure to move file ... out of the way ... File exists", "Error creating file
+# item") and answers that client 503. apt 2.6 hangs for good on a 503 for an InRelease (its delayed retry
+# never starts: apt-get and both its methods idle, the http socket in CLOSE-WAIT, no timeout fires; the
+# same with a stand-in proxy answering just that 503). A freeze time above the current Unix time means
+# an active download is never taken for stuck, so a wave of requests always shares one download. INT_MAX
+# (acng keeps it in an int) holds until 2038; nothing else in acng reads it (acregistry.cc), and a lab
+# has no slow clients to protect against.
+RESPONSE_FREEZE_DETECT_TIME = 2**31 - 1
+# Documented as how long a volatile index is served from the cache without asking the mirror again, but
+# acng 3.7.4 never does so (its hold-back time is computed as `max_age + started ? started : now`, i.e.
+# the start time, already past): every request still goes to the mirror. Harmless, and the intended
+# behaviour on an acng that fixes this: a throwaway lab can live with an index up to an hour old.
 FRESH_INDEX_MAX_AGE = 3600
+
+
+def acng_conf(cache: Path | str, log: Path | str, port: int, bind: str) -> str:
+    """The lab's acng.conf."""
+    return ACNG_CONF.format(cache=cache, log=log, port=port, bind=bind, fresh=FRESH_INDEX_MAX_AGE,
+                            freeze=RESPONSE_FREEZE_DETECT_TIME)
 
 
 def proxy_cache_dir(st: LabState) -> Path:
@@ -43,20 +62,26 @@ def proxy_cache_dir(st: LabState) -> Path:
 
 
 def ensure_proxy(st: LabState) -> None:
-    """Start apt-cacher-ng on the bridge address unless the one this lab started is still running."""
-    if st.proxy and st.proxy.alive():
-        return
-    st.proxy = None
+    """Start apt-cacher-ng on the bridge address unless the one this lab started is still running. One
+    running with an outdated acng.conf (started by an older version of the lab) is restarted when no
+    host of the lab is up to lose a download, and reported otherwise."""
     conf_dir = st.state_dir / "proxy"
     log_dir = conf_dir / "log"
     cache = proxy_cache_dir(st)
+    if st.proxy and st.proxy.alive():
+        conf = conf_dir / "acng.conf"
+        want = acng_conf(cache, log_dir, st.proxy_port, st.bridge_ip)
+        if conf.is_file() and conf.read_text() == want:
+            return
+        if any(h.alive() for h in st.hosts.values()):
+            print(f"lab: the apt proxy runs with an outdated {conf}; `mailserver lab down` and `up` apply it")
+            return
+        stop_proxy(st)
+    st.proxy = None
     for d in (conf_dir, log_dir, cache):
         d.mkdir(parents=True, exist_ok=True)
     st.proxy_port = _free_port(st.bridge_ip)
-    (conf_dir / "acng.conf").write_text(
-        ACNG_CONF.format(cache=cache, log=log_dir, port=st.proxy_port, bind=st.bridge_ip,
-                         fresh=FRESH_INDEX_MAX_AGE)
-    )
+    (conf_dir / "acng.conf").write_text(acng_conf(cache, log_dir, st.proxy_port, st.bridge_ip))
     with open(log_dir / "stdout.log", "ab") as out:
         proc = subprocess.Popen(
             [tool("apt-cacher-ng"), "-c", str(conf_dir)],
@@ -94,10 +119,13 @@ def index_urls(sources_list: str) -> list[str]:
     return list(dict.fromkeys(urls))
 
 
-def warm(st: LabState, sources_list: str, timeout: float = 60) -> None:
-    """Fetch each suite's InRelease through the proxy, one after the other, so the hosts that then run
-    `apt-get update` at once are all served the cached copy (see FRESH_INDEX_MAX_AGE). Best effort: a
-    failure is printed and the lab still comes up (apt on the hosts says what is wrong, if anything)."""
+def warm(st: LabState, sources_list: str, timeout: float = 15) -> None:
+    """Fetch each suite's InRelease through the proxy, one after the other, before new hosts boot. Not
+    what keeps a wave of `apt-get update`s safe (RESPONSE_FREEZE_DETECT_TIME does, at any index age, so
+    no re-warm is needed before later waves); it makes the lab's first contact with the mirror a lone
+    request, says at once when the mirror cannot be reached, and on an acng that honours
+    FreshIndexMaxAge lets the wave be served the cached copy. Best effort: the first failure is printed,
+    the rest skipped (an offline lab costs one timeout), and the lab still comes up."""
     import urllib.request
 
     if not st.proxy:
@@ -109,6 +137,7 @@ def warm(st: LabState, sources_list: str, timeout: float = 60) -> None:
                 r.read()
         except OSError as e:
             print(f"lab: apt proxy warm-up of {url} failed: {e}")
+            return
 
 
 def _free_port(ip: str, first: int = 3142, tries: int = 50) -> int:
