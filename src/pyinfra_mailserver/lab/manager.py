@@ -124,8 +124,6 @@ class Lab:
             try:
                 network.ensure_bridge(st)
                 proxy.ensure_proxy(st)
-                if any(not (st.hosts.get(n) and st.hosts[n].alive()) for n in names):
-                    proxy.warm(st, (image.rootfs / "etc/apt/sources.list").read_text())
                 for name in names:
                     old = st.hosts.get(name)
                     if old and old.alive():

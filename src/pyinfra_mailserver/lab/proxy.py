@@ -24,7 +24,6 @@ ForeGround: 1
 ExThreshold: 4
 NetworkTimeout: 30
 DlMaxRetries: 5
-FreshIndexMaxAge: {fresh}
 ResponseFreezeDetectTime: {freeze}
 """
 # Hosts that run `apt-get update` at the same moment (a deploy of several fresh hosts) ask acng for the
@@ -41,17 +40,11 @@ ResponseFreezeDetectTime: {freeze}
 # (acng keeps it in an int) holds until 2038; nothing else in acng reads it (acregistry.cc), and a lab
 # has no slow clients to protect against.
 RESPONSE_FREEZE_DETECT_TIME = 2**31 - 1
-# Documented as how long a volatile index is served from the cache without asking the mirror again, but
-# acng 3.7.4 never does so (its hold-back time is computed as `max_age + started ? started : now`, i.e.
-# the start time, already past): every request still goes to the mirror. Harmless, and the intended
-# behaviour on an acng that fixes this: a throwaway lab can live with an index up to an hour old.
-FRESH_INDEX_MAX_AGE = 3600
 
 
 def acng_conf(cache: Path | str, log: Path | str, port: int, bind: str) -> str:
     """The lab's acng.conf."""
-    return ACNG_CONF.format(cache=cache, log=log, port=port, bind=bind, fresh=FRESH_INDEX_MAX_AGE,
-                            freeze=RESPONSE_FREEZE_DETECT_TIME)
+    return ACNG_CONF.format(cache=cache, log=log, port=port, bind=bind, freeze=RESPONSE_FREEZE_DETECT_TIME)
 
 
 def proxy_cache_dir(st: LabState) -> Path:
@@ -105,39 +98,6 @@ def ensure_proxy(st: LabState) -> None:
         st.proxy = None
         st.save()
         raise LabError(f"apt-cacher-ng exited ({proc.returncode}); see {log_dir}")
-
-
-def index_urls(sources_list: str) -> list[str]:
-    """The InRelease URL of every http suite in a one-line-style sources.list (https bypasses the proxy)."""
-    urls: list[str] = []
-    for line in sources_list.splitlines():
-        parts = line.split("#", 1)[0].split()
-        if len(parts) >= 3 and parts[0] == "deb":
-            uri, suite = (parts[2], parts[3]) if parts[1].startswith("[") else (parts[1], parts[2])
-            if uri.startswith("http://"):
-                urls.append(f"{uri.rstrip('/')}/dists/{suite}/InRelease")
-    return list(dict.fromkeys(urls))
-
-
-def warm(st: LabState, sources_list: str, timeout: float = 15) -> None:
-    """Fetch each suite's InRelease through the proxy, one after the other, before new hosts boot. Not
-    what keeps a wave of `apt-get update`s safe (RESPONSE_FREEZE_DETECT_TIME does, at any index age, so
-    no re-warm is needed before later waves); it makes the lab's first contact with the mirror a lone
-    request, says at once when the mirror cannot be reached, and on an acng that honours
-    FreshIndexMaxAge lets the wave be served the cached copy. Best effort: the first failure is printed,
-    the rest skipped (an offline lab costs one timeout), and the lab still comes up."""
-    import urllib.request
-
-    if not st.proxy:
-        return
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": st.proxy_url}))
-    for url in index_urls(sources_list):
-        try:
-            with opener.open(url, timeout=timeout) as r:
-                r.read()
-        except OSError as e:
-            print(f"lab: apt proxy warm-up of {url} failed: {e}")
-            return
 
 
 def _free_port(ip: str, first: int = 3142, tries: int = 50) -> int:
