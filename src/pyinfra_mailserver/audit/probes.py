@@ -224,7 +224,6 @@ def _session_tls(sock: object, offered: str | None = None) -> tlsprobe.Handshake
 # The TLS version a STARTTLS session is pinned to (and its context): a sibling listener's session answers
 # the version its group still lacks, instead of a handshake of its own (see run_probes).
 Pinned = tuple[str, ssl.SSLContext]
-REFUSED_HANDSHAKE = (TimeoutError, ssl.SSLError, ConnectionResetError, BrokenPipeError)
 
 
 def _refused(version: str, e: BaseException) -> tlsprobe.Handshake:
@@ -284,7 +283,7 @@ def probe_imap(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
                         m.starttls(ssl_context=pinned[1])
                     except ssl.SSLCertVerificationError:
                         raise
-                    except REFUSED_HANDSHAKE as e:  # the version is refused: the TLS checks say so
+                    except tlsprobe.REFUSED as e:  # the version is refused: the TLS checks say so
                         return _refused(pinned[0], e)
                 tls = _session_tls(m.sock, pinned[0] if pinned else None)
                 secured = True
@@ -370,7 +369,7 @@ def probe_pop3(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
                     p.stls(context=stls_ctx)
             except ssl.SSLCertVerificationError:
                 raise
-            except REFUSED_HANDSHAKE as e:
+            except tlsprobe.REFUSED as e:
                 if pinned is None:
                     raise
                 return _refused(pinned[0], e)  # the version is refused: the TLS checks say so

@@ -26,6 +26,10 @@ VERSIONS: dict[str, ssl.TLSVersion] = {
 LEGACY = ("TLSv1", "TLSv1.1")
 
 
+# What a handshake the server will not complete raises (refused version, alert, reset, silence).
+REFUSED = (TimeoutError, ssl.SSLError, ConnectionResetError, BrokenPipeError)
+
+
 class ProtocolError(Exception):
     """The server did not follow the protocol far enough to start TLS (no STARTTLS, bad greeting)."""
 
@@ -212,7 +216,7 @@ def handshake(address: str, port: int, protocol: str, tls: str, ctx: ssl.SSLCont
             tsock = ctx.wrap_socket(sock, server_hostname=sni)
         except ssl.SSLCertVerificationError as e:
             return Handshake(True, verify_error=e.verify_message or str(e))
-        except (TimeoutError, ssl.SSLError, ConnectionResetError, BrokenPipeError) as e:
+        except REFUSED as e:
             return Handshake(False, error=str(e) or type(e).__name__)
         try:
             return Handshake(True, tsock.version(), tsock.getpeercert(binary_form=True))
