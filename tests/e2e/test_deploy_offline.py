@@ -43,16 +43,34 @@ def test_managed_paths_parses_stat_and_hashes_in_one_output() -> None:
 
 def test_accounts_fact_keeps_only_hash_digests() -> None:
     out = [
-        "P:bob:x:1000:1000:Bob:/home/bob:/bin/bash",
-        "P:postfix:x:102:104::/var/spool/postfix:/usr/sbin/nologin",
-        "G:sasl:x:45:postfix",
-        "G:bob:x:1000:",
-        f"H:bob:{SHA}",
+        "bob:x:1000:1000:Bob:/home/bob:/bin/bash",
+        "postfix:x:102:104::/var/spool/postfix:/usr/sbin/nologin",
+        "sasl:x:45:postfix",
+        "bob:x:1000:",
+        f"H:bob:{SHA}  -",
     ]
     got = Accounts().process(out)
     assert got.users["postfix"]["groups"] == ["sasl"]
     assert got.users["bob"]["password_sha256"] == SHA
     assert got.groups["sasl"]["gid"] == 45
+
+
+def test_accounts_command_on_this_machine() -> None:
+    """The real command (getent, sha256sum) as the host runs it: passwd and group lines told apart,
+    the shadow hash only as its digest."""
+    import hashlib
+    import subprocess
+
+    out = subprocess.run(["sh", "-c", Accounts().command(("root", "nosuchuser"), ("root", "nosuchgroup"))],
+                         capture_output=True, text=True, check=True).stdout
+    got = Accounts().process(out.splitlines())
+    assert set(got.users) == {"root"} and set(got.groups) == {"root"}
+    assert got.users["root"]["uid"] == 0 and got.groups["root"]["gid"] == 0
+    shadow = subprocess.run(["getent", "shadow", "root"], capture_output=True, text=True).stdout
+    if shadow:  # readable only by root
+        digest = hashlib.sha256(shadow.split(":")[1].encode()).hexdigest()
+        assert got.users["root"]["password_sha256"] == digest
+        assert shadow.split(":")[1] not in out or shadow.split(":")[1] in ("", "*", "!")
 
 
 def test_package_and_unit_facts() -> None:

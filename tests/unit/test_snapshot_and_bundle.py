@@ -17,13 +17,14 @@ from pyinfra_mailserver.manifest import ManagedFile
 def test_snapshot_sections_are_parsed_by_their_own_facts() -> None:
     output = [
         f"{SECTION}packages-debian", "ii |postfix|3.7.11-0+deb12u1", "un |dovecot-core|",
-        f"{SECTION}accounts", "P:vmail:x:5000:5000::/var/mail/vmail:/usr/sbin/nologin",
-        "G:vmail:x:5000:", "G:sasl:x:45:postfix",
+        f"{SECTION}accounts", "vmail:x:5000:5000::/var/mail/vmail:/usr/sbin/nologin",
+        "vmail:x:5000:", "sasl:x:45:postfix",
         f"{SECTION}paths", "S|regular file|root|root|644|1700000000|/etc/aliases",
         "a" * 64 + "  /etc/aliases",
         "S|directory|vmail|vmail|750|1700000000|/var/mail/vmail",
         f"{SECTION}units", "postfix.service|active|enabled",
-        f"{SECTION}ports", "0.0.0.0:25", "[::]:993",
+        f"{SECTION}ports", "LISTEN 0      100          0.0.0.0:25        0.0.0.0:*",
+        "LISTEN 0      100             [::]:993          [::]:*",
         f"{SECTION}sockets", "/var/spool/postfix/private/auth",
         f"{SECTION}mailboxes", "/var/mail/vmail/example.org/bob", "/var/mail/vmail/example.org/alice",
     ]
