@@ -4,7 +4,7 @@ connection.
 Why a held process rather than a lock file the deploy creates and removes: a deploy that is killed
 (SIGKILL, a lost network) cannot remove a file, and a stale lock would then block every later deploy,
 which is the opposite of what an interrupted deploy needs (a re-run that converges). Here the deploy opens
-one extra SSH channel running `flock -n LOCK sh -c 'echo LOCKED; exec cat'`: `cat` lives until the channel
+one extra SSH channel that takes `flock -n` on LOCK and then runs `cat`: `cat` lives until the channel
 closes, i.e. until the deploy disconnects, ends or dies, and the kernel drops the lock with it. A second
 deploy's `flock -n` fails at once, and that deploy stops with "deploy already running" before it changes
 anything. Costs one channel open on an already open connection; no operation, so a no-change run still
@@ -30,10 +30,16 @@ class DeployLocked(Exception):
 
 
 def lock_command(path: str, sudo: bool = False) -> str:
-    """Shell run on the host: prints LOCKED and holds the lock until stdin closes, or prints BUSY."""
+    """Shell run on the host: prints LOCKED and holds the lock until stdin closes, or prints BUSY.
+
+    The shell opens the lock file on fd 9, takes the lock on it and becomes `cat`, which inherits fd 9:
+    two programs (flock, cat) and no `mkdir` once the directory exists. `flock -n` exits 1 only when
+    the lock is taken; anything else (no flock on the host) is reported as such, not as a busy host.
+    """
     d, p = shlex.quote(posixpath.dirname(path)), shlex.quote(path)
-    hold = "sh -c 'echo LOCKED; exec cat >/dev/null'"
-    inner = f"umask 077 && mkdir -p {d} && {{ flock -n {p} {hold} || echo BUSY; }}"
+    inner = (f"umask 077; [ -d {d} ] || mkdir -p {d} || exit 1; exec 9>>{p} || exit 1; "
+             "if flock -n 9; then echo LOCKED; exec cat >/dev/null; "
+             "elif [ $? -eq 1 ]; then echo BUSY; else echo NOFLOCK; fi")
     cmd = f"sh -c {shlex.quote(inner)}"
     return f"sudo -n {cmd}" if sudo else cmd
 
@@ -73,6 +79,9 @@ def acquire(host: Any, path: str | None = None, timeout: float = 30) -> bool:
             f"{host.name}: deploy already running (another deploy holds {path}); "
             "wait for it to finish and run again"
         )
+    if word == "NOFLOCK":
+        raise DeployLocked(f"{host.name}: cannot take the deploy lock {path}: the host has no working "
+                           "`flock` (util-linux); install it and run again")
     raise DeployLocked(f"{host.name}: could not take the deploy lock {path} (answer {word!r})")
 
 

@@ -30,3 +30,15 @@ def test_lock_is_exclusive_and_released_with_its_session(tmp_path: Path) -> None
     third.stdin.close()
     third.wait(timeout=30)
     assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
+
+
+def test_a_host_without_flock_is_not_reported_busy(tmp_path: Path) -> None:
+    """Only flock's own "taken" exit means BUSY; a missing flock is said as such (the deploy then names
+    the cause instead of an imaginary concurrent deploy)."""
+    path = tmp_path / "deploy.lock"
+    only_sh = tmp_path / "bin"
+    only_sh.mkdir()
+    (only_sh / "sh").symlink_to("/bin/sh")
+    out = subprocess.run(["/bin/sh", "-c", lock_command(str(path))], env={"PATH": str(only_sh)},
+                         capture_output=True, text=True, timeout=30).stdout
+    assert out.strip() == "NOFLOCK"
