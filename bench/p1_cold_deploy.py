@@ -70,10 +70,17 @@ def run(bl: BenchLab, args: argparse.Namespace) -> dict[str, Any]:
     [after] = rest["hosts"]
     bl.log(f"  deploy after apt {floors[0].name}: {t.seconds:.1f} s, {after['round_trips']} round trips")
     d, f = median(deploy_s, 1), median(floor_s, 1)
+    # Each round's two runs are a pair: back to back, on two hosts booted together, the proxy equally
+    # warm. Rounds differ far more than the two sides of one round (the floor alone ranged 15-22 s in
+    # one run), so the ratio is taken within each round and the median of those is the figure; the ratio
+    # of the two medians, which can pair a slow round's deploy with a fast round's floor, is kept beside.
+    per_round = [round(a / b, 2) for a, b in zip(deploy_s, floor_s, strict=True) if b]
     return {
         "cold_deploy_s": d,
         "floor_apt_install_s": f,
-        "ratio": ratio(d, f),
+        "ratio": median(per_round) if per_round else None,
+        "ratio_per_round": per_round,
+        "ratio_of_medians": ratio(d, f),
         "target_ratio": TARGET_RATIO,
         "overhead_s": round(d - f, 1),
         "deploy_after_apt_s": round(t.seconds, 1),
@@ -96,6 +103,6 @@ def rows(fig: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         ("P1 floor: bare apt-get install", f"{fig['floor_apt_install_s']} s", "", None),
         ("P1 deploy onto the floor host (packages present)",
          f"{fig['deploy_after_apt_s']} s, {fig['deploy_after_apt_round_trips']} RT", "", None),
-        ("P1 ratio deploy / floor", f"{fig['ratio']}x", f"≤{TARGET_RATIO}x",
+        ("P1 deploy / floor (median of per-round ratios)", f"{fig['ratio']}x", f"≤{TARGET_RATIO}x",
          fig["ratio"] is not None and fig["ratio"] <= TARGET_RATIO),
     ]
