@@ -13,7 +13,7 @@ import poplib
 import smtplib
 import socket
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -226,9 +226,23 @@ def _session_tls(sock: object, offered: str | None = None) -> tlsprobe.Handshake
 Pinned = tuple[str, ssl.SSLContext]
 
 
-def _refused(version: str, e: BaseException) -> tlsprobe.Handshake:
-    """A pinned STARTTLS the server would not complete: the answer to "is `version` accepted?"."""
-    return tlsprobe.Handshake(False, error=str(e) or type(e).__name__, offered=version)
+def _starttls(upgrade: Callable[[ssl.SSLContext], object], ctx: ssl.SSLContext,
+              pinned: Pinned | None) -> tlsprobe.Handshake | None:
+    """Run a protocol's STARTTLS `upgrade` with the run's context, or with the `pinned` version's.
+
+    A pinned version the server will not complete is an answer to "is it accepted?" (returned as a
+    refused Handshake for the TLS checks), not a failure of the session; a certificate the run's CA does
+    not verify, or any failure of an unpinned upgrade, still is. None: the session is upgraded."""
+    if pinned is None:
+        upgrade(ctx)
+        return None
+    try:
+        upgrade(pinned[1])
+    except ssl.SSLCertVerificationError:
+        raise
+    except tlsprobe.REFUSED as e:
+        return tlsprobe.Handshake(False, error=str(e) or type(e).__name__, offered=pinned[0])
+    return None
 
 
 def _smtp_error(e: smtplib.SMTPException) -> str:
@@ -276,15 +290,9 @@ def probe_imap(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
                        ok_message=f"{label}: STARTTLS offered", severity=Severity.HIGH,
                        fix="ssl = required with ssl_cert/ssl_key in Dovecot")
             if has:
-                if pinned is None:
-                    m.starttls(ssl_context=ctx)
-                else:
-                    try:
-                        m.starttls(ssl_context=pinned[1])
-                    except ssl.SSLCertVerificationError:
-                        raise
-                    except tlsprobe.REFUSED as e:  # the version is refused: the TLS checks say so
-                        return _refused(pinned[0], e)
+                refused_version = _starttls(lambda c: m.starttls(ssl_context=c), ctx, pinned)
+                if refused_version is not None:  # the TLS checks say so
+                    return refused_version
                 tls = _session_tls(m.sock, pinned[0] if pinned else None)
                 secured = True
         if login and t.account is not None and "imap" in t.account.services and secured:
@@ -354,25 +362,21 @@ def probe_pop3(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
             # Dovecot login process less per audit. An accepted USER leaves a half-started login, after
             # which STLS is not allowed (RFC 2595 §4), and a server may refuse it after any USER at all:
             # then a fresh session does the upgrade.
-            upgraded = False
-            stls_ctx = ctx if pinned is None else pinned[1]
-            try:
+            def stls(c: ssl.SSLContext) -> None:
+                nonlocal p
                 if refused:
                     with contextlib.suppress(poplib.error_proto):
-                        p.stls(context=stls_ctx)
-                        upgraded = True
-                if not upgraded:
-                    with contextlib.suppress(Exception):
-                        p.quit()
-                    p = poplib.POP3(t.address, n, timeout=t.timeout)
-                    p.host = t.server_name
-                    p.stls(context=stls_ctx)
-            except ssl.SSLCertVerificationError:
-                raise
-            except tlsprobe.REFUSED as e:
-                if pinned is None:
-                    raise
-                return _refused(pinned[0], e)  # the version is refused: the TLS checks say so
+                        p.stls(context=c)
+                        return
+                with contextlib.suppress(Exception):
+                    p.quit()
+                p = poplib.POP3(t.address, n, timeout=t.timeout)
+                p.host = t.server_name
+                p.stls(context=c)
+
+            refused_version = _starttls(stls, ctx, pinned)
+            if refused_version is not None:  # the TLS checks say so
+                return refused_version
             tls = _session_tls(p.sock, pinned[0] if pinned else None)
         if login and t.account is not None and "pop3" in t.account.services:
             try:
