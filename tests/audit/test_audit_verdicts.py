@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from pyinfra_mailserver import distro
-from pyinfra_mailserver.audit.checks import HostSettings, evaluate_inside, inside_commands, probe_account
+from pyinfra_mailserver.audit.checks import (
+    HostSettings,
+    check_plain_hashes,
+    evaluate_inside,
+    inside_commands,
+    probe_account,
+)
 from pyinfra_mailserver.audit.remote import Section
 from pyinfra_mailserver.drift import drift_commands, evaluate, map_output, sha256
 from pyinfra_mailserver.facts import FileState
@@ -21,7 +27,7 @@ from pyinfra_mailserver.manifest import (
     Service,
     TlsPlan,
 )
-from pyinfra_mailserver.report import CheckResult, Status
+from pyinfra_mailserver.report import CheckResult, CheckSet, Status
 
 MAIN_CF = "myhostname = mx1.example.org\nmynetworks = 127.0.0.0/8\nrelay_password_hint = hunter2\n"
 SECRET = "hunter2"
@@ -355,3 +361,20 @@ def test_families_are_looked_up_together_and_failures_stay_per_host(monkeypatch:
     assert sorted(started) == ["a", "bad", "c"]
     assert got["a"] == got["c"] == "debian"
     assert isinstance(got["bad"], ValueError)
+
+
+def test_an_unreadable_passwd_file_is_not_reported_as_plaintext_passwords() -> None:
+    """A half-deployed host without the passwd-file: the check says it could not look (exit 2), and never
+    turns the shell's error message into a user with a {PLAIN} password."""
+    import subprocess
+
+    m = manifest()
+    cmd = inside_commands(m, HostSettings(), None, None, "-24h")["plain_hashes"]
+    missing = cmd.replace(m.distro.dovecot_passwd_file, "/nonexistent/users")
+    r = subprocess.run(["sh", "-c", missing], capture_output=True, text=True, check=False)
+    section = Section(r.returncode, (r.stdout + r.stderr).splitlines())
+    checks = CheckSet("mx1.example.org", "audit")
+    check_plain_hashes(checks, m, section)
+    [res] = checks.results
+    assert res.status is Status.ERROR and "not checked" in res.message
+    assert "No such file" not in res.message and "plaintext passwords" not in res.message

@@ -146,8 +146,10 @@ def inside_commands(m: Manifest, settings: HostSettings, account: Account | None
     if passwd_files:
         pattern = "\\{(" + "|".join(PLAIN_SCHEMES) + ")\\}"
         # only the user names of offending lines leave the host, never the lines themselves
-        cmds["plain_hashes"] = (f"grep -E {shlex.quote(pattern)} {shlex.quote(passwd_files[0])} "
-                                "| cut -d: -f1; true")
+        # a file that cannot be read is reported as such (exit 2), never as lines of its content
+        q = shlex.quote(passwd_files[0])
+        cmds["plain_hashes"] = (f"if [ -r {q} ]; then grep -E {shlex.quote(pattern)} {q} | cut -d: -f1; "
+                                f"else echo \"cannot read {passwd_files[0]}\"; exit 2; fi")
     if m.sasl_backend == "saslauthd":
         sock = next((s for s in m.sockets if s.endswith("/mux")), None)
         cmds["saslauthd_active"] = f"systemctl is-active {shlex.quote(d.services['saslauthd'])}"
@@ -190,6 +192,10 @@ def check_secret_files(checks: CheckSet, s: Section | None) -> None:
 
 def check_plain_hashes(checks: CheckSet, m: Manifest, s: Section | None) -> None:
     if s is None:
+        return
+    if s.rc != 0:
+        checks.error("auth.no_plain_hashes", f"{m.distro.dovecot_passwd_file} not checked: {s.text.strip()} "
+                     "(drift names the missing file; re-run mailserver deploy)")
         return
     users = [x for x in s.lines if x.strip()]
     checks.add("auth.no_plain_hashes", not users,
