@@ -23,7 +23,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--distro",
         choices=[f.value for f in distros.Family],
         default=None,
-        help="distro family (default: the data's `distro`, else debian)",
+        help="distro family, at its newest release (default: the data's `distro`, else debian)",
+    )
+    p.add_argument(
+        "--release",
+        choices=[r.release for r in distros.ALL_RELEASES],
+        default=None,
+        help="render for this release (default: host data mailserver_release, else the newest: "
+        f"{distros.DEBIAN.release})",
+    )
+    p.add_argument(
+        "--dovecot",
+        metavar="VERSION",
+        default=None,
+        help="the Dovecot version the host runs, e.g. 2.3 or 2.4.1 (default: the release's own)",
     )
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument(
@@ -75,12 +88,19 @@ def cmd_render(args: argparse.Namespace) -> int:
     out = Path(args.out)
     single = args.host is not None and len(hosts) == 1
     for h in hosts:
-        family = distros.Family(args.distro) if args.distro else h.family()
-        manifest = h.manifest(family)
+        try:
+            row = h.distro(args.release or args.distro)
+            if args.dovecot:
+                row = row.for_versions(dovecot=args.dovecot)
+        except ValueError as exc:
+            return _error(f"{h.name}: {exc}")
+        manifest = h.manifest(row)
         dest = out if single else out / h.name
         written = write_tree(manifest, dest, include_secrets=args.include_secrets)
         masked = "" if args.include_secrets else " (secrets masked)"
-        print(f"{h.name}: {len(written)} files ({family.value}) in {dest}{masked}")
+        print(
+            f"{h.name}: {len(written)} files ({row.name}, Dovecot {row.dovecot_generation}) in {dest}{masked}"
+        )
     return 0
 
 

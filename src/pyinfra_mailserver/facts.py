@@ -9,7 +9,7 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
-from pyinfra_mailserver.distro import Family, family_from_os_release
+from pyinfra_mailserver.distro import Distro, for_host
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,10 @@ def _q(items: tuple[str, ...] | list[str]) -> str:
 def unit_state_script(units: tuple[str, ...], prefix: str = "", parts: tuple[str, ...] = ()) -> str:
     """Shell printing `PREFIX<unit>|<active state>|<enabled state>` per unit (also used by verify).
 
-    A wrapper unit (Debian's postfix.service is a oneshot that stays "active") is only as active as the
-    units it consists of (postfix@-.service, the real master), so those are asked too. `systemctl show`
+    A wrapper unit (Debian 12's postfix.service is a oneshot that stays "active") is only as active as
+    the units it consists of (postfix@-.service, the real master), so those are asked too. A unit with a
+    process of its own (Type other than oneshot: Debian 13's postfix.service runs the master itself) is
+    judged alone: its ConsistsOf only names template instances that would conflict with it. `systemctl show`
     answers for every unit at once: `is-active`/`is-enabled` per unit cost the host ten times the CPU
     (P3 in bench/ runs this on ten hosts sharing two cores). Only a unit generated from a SysV script
     (saslauthd on Debian) is asked `is-enabled`, which reads its rc.d links. `parts`: units the services
@@ -49,10 +51,12 @@ def unit_state_script(units: tuple[str, ...], prefix: str = "", parts: tuple[str
     # common case, where sed, a second awk and their subshells used to run too (host CPU, see above).
     # Unit names come from systemd (letters, digits, ":-_.@\"), quoted for the shell all the same.
     awk = (
-        "function block(b,  f, i, k, v) { id = a = e = c = \"\"; split(b, f, \"\\n\"); "
+        "function block(b,  f, i, k, v) { id = a = e = c = t = \"\"; split(b, f, \"\\n\"); "
         "for (i in f) { k = f[i]; sub(/=.*/, \"\", k); v = substr(f[i], length(k) + 2); "
         "if (k == \"Id\") id = v; else if (k == \"ActiveState\") a = v; "
-        "else if (k == \"UnitFileState\") e = v; else if (k == \"ConsistsOf\") c = v } } "
+        "else if (k == \"UnitFileState\") e = v; else if (k == \"ConsistsOf\") c = v; "
+        "else if (k == \"Type\") t = v } "
+        "if (t != \"\" && t != \"oneshot\") c = \"\" } "
         "BEGIN { RS = \"\" } "
         "{ block($0); n++; if (n <= want) { I[n] = id; A[n] = a; E[n] = e; C[n] = c } else S[id] = a } "
         "END { q = \"\"; for (j = 1; j <= want; j++) { split(C[j], ps, \" \"); "
@@ -69,7 +73,7 @@ def unit_state_script(units: tuple[str, ...], prefix: str = "", parts: tuple[str
     )
     names = " ".join(f"U[{i}] = {json.dumps(u)};" for i, u in enumerate(units, 1))
     return (
-        f"systemctl show -p Id,ActiveState,UnitFileState,ConsistsOf {q} 2>/dev/null "
+        f"systemctl show -p Id,ActiveState,UnitFileState,ConsistsOf,Type {q} 2>/dev/null "
         f"| awk -v want={len(units)} {shlex.quote('BEGIN { ' + names + ' } ' + awk)}"
     )
 
@@ -153,19 +157,48 @@ class OsRelease(FactBase[dict[str, str]]):
         return result
 
 
-def distro_family(host: Any) -> Family:
-    """The host's distro family: host data `mailserver_distro` if set, else its os-release (`OsRelease`).
+class MailPlatform(FactBase[dict[str, str]]):
+    """The host's os-release plus the versions of its mail programs, in one command.
 
-    Deploy and audit both ask this; raises ValueError naming a distribution the distro table lacks.
+    Keys are os-release's (ID, VERSION_ID, ...) and `DOVECOT_VERSION` / `POSTFIX_VERSION`, empty when the
+    program is not installed (a fresh host: the release's own versions apply, see `distro.for_host`).
     """
-    override = host.data.get("mailserver_distro")
-    if override:
-        return Family(override)
-    meta = host.get_fact(OsRelease) or {}
-    family = family_from_os_release(meta.get("ID", ""), meta.get("ID_LIKE", ""))
-    if family is None:
-        raise ValueError(f"unsupported distribution {meta.get('PRETTY_NAME') or meta.get('ID')!r}")
-    return family
+
+    @staticmethod
+    def default() -> dict[str, str]:
+        return {}
+
+    def command(self) -> str:
+        return (
+            OsRelease().command()
+            + "; printf 'DOVECOT_VERSION=%s\\n' \"$(dovecot --version 2>/dev/null)\""
+            + "; printf 'POSTFIX_VERSION=%s\\n' \"$(postconf -h mail_version 2>/dev/null)\"; true"
+        )
+
+    def process(self, output: list[str]) -> dict[str, str]:
+        return OsRelease().process(output)
+
+
+def host_distro(host: Any, family: str | None = None) -> Distro:
+    """The distro row of a host: its os-release and installed mail programs (`MailPlatform`), with the
+    model's `distro` (`family`) or host data `mailserver_distro`, and host data `mailserver_release` and
+    `mailserver_dovecot` winning.
+
+    Deploy, drift and audit all ask this; raises ValueError naming what the distro table lacks.
+    """
+    meta = host.get_fact(MailPlatform) or {}
+    return for_host(
+        meta,
+        meta.get("DOVECOT_VERSION", ""),
+        meta.get("POSTFIX_VERSION", ""),
+        family=family or host.data.get("mailserver_distro") or None,
+        release=_str_or_none(host.data.get("mailserver_release")),
+        dovecot=_str_or_none(host.data.get("mailserver_dovecot")),
+    )
+
+
+def _str_or_none(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ and audit all come through here.
 
     hosts = load_hosts("inventories/example.py")          # every host with `mailserver` data
     for h in hosts:
-        manifest = build_manifest(h.server, distro.get(h.family))
+        manifest = h.manifest()                  # the newest release of the data's family, or:
+        manifest = h.manifest("bookworm")         # a release by name (or a Distro row)
 
 Inside a pyinfra deploy, where `host` is the current host: `server_from_host(host, inventory_path)`.
 """
@@ -41,9 +42,23 @@ class HostConfig:
         """The distro family: the data's `distro` when set, else `default` (e.g. from host facts)."""
         return self.server.distro or distros.Family(default)
 
-    def manifest(self, family: distros.Family | str | None = None) -> Manifest:
-        fam = distros.Family(family) if family else self.family()
-        return build_manifest(self.server, distros.get(fam))
+    def distro(self, which: distros.Distro | distros.Family | str | None = None) -> distros.Distro:
+        """The distro row to render for without a host: `which` (a row, a family, a release name), else
+        host data `mailserver_release` / `mailserver_dovecot`, else the family's newest release."""
+        if isinstance(which, distros.Distro):
+            return which
+        if which in set(distros.Family):
+            return distros.get(distros.Family(which))
+        if which:
+            return distros.find_release(str(which))
+        release = self.data.get("mailserver_release")
+        row = distros.get(self.family(), str(release)) if release else distros.get(self.family())
+        dovecot = self.data.get("mailserver_dovecot")
+        return row.for_versions(dovecot=str(dovecot)) if dovecot else row
+
+    def manifest(self, which: distros.Distro | distros.Family | str | None = None) -> Manifest:
+        """The manifest for a distro row (see `distro`)."""
+        return build_manifest(self.server, self.distro(which))
 
 
 def load_pyinfra_inventory(path: str | os.PathLike[str], cwd: str | None = None) -> Any:
@@ -140,20 +155,3 @@ def secret_refs(
         for ref in secretstore.find_refs(data[DATA_KEY]):
             out.append((host.name, directory, ref))
     return out
-
-
-def manifest_from_host_data(
-    name: str,
-    data: Mapping[str, Any],
-    distro: distros.Distro | None = None,
-    inventory_path: str | os.PathLike[str] | None = None,
-) -> Manifest:
-    """Validate a host's data and build its manifest, for deploys running inside pyinfra.
-
-    The family is the data's `mailserver.distro` when set (the explicit override), else `distro` (what
-    the caller read from host facts), else Debian. Secrets come from host data `mailserver_secrets_dir`,
-    else $MAILSERVER_SECRETS_DIR, else `<inventory dir>/../secrets` (or ./secrets without a path).
-    """
-    server = server_from_data(name, data, inventory_path)
-    row = distros.get(server.distro) if server.distro is not None else distro or distros.DEBIAN
-    return build_manifest(server, row)

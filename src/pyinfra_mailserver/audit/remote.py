@@ -132,20 +132,19 @@ def _limit(inventory: Any, names: Sequence[str]) -> list[Any] | None:
 
 
 def _family(host: Any, state: Any, server: Any) -> Any:
+    """The host's distro row (family, release, program versions), as the deploy reads it."""
     from pyinfra.context import ctx_host, ctx_state
 
-    from pyinfra_mailserver.facts import distro_family
+    from pyinfra_mailserver.facts import host_distro
 
-    if server.distro:
-        return server.distro
     with ctx_state.use(state), ctx_host.use(host):
-        return distro_family(host)
+        return host_distro(host, server.distro)
 
 
 def _families(hosts: Sequence[Any], state: Any, servers: dict[Any, Any]) -> dict[Any, Any]:
-    """Each host's distro family (or the exception that kept it from being known), all hosts at once:
-    a host without a family in its data costs a round trip (os-release), and one after the other that
-    was a tenth of a second per host before any check ran."""
+    """Each host's distro row (or the exception that kept it from being known), all hosts at once:
+    each costs a round trip (os-release and program versions), and one after the other that was a
+    tenth of a second per host before any check ran."""
     from concurrent.futures import ThreadPoolExecutor
 
     def one(host: Any) -> Any:
@@ -173,7 +172,7 @@ def connect(inventory_path: str, limit: Sequence[str] = (), section: str = "drif
     from pyinfra.context import ctx_state
     from pyinfra_cli.inventory import make_inventory
 
-    from pyinfra_mailserver import distro, inventory
+    from pyinfra_mailserver import inventory
     from pyinfra_mailserver.manifest import build_manifest
     from pyinfra_mailserver.model import ModelError
 
@@ -228,7 +227,7 @@ def connect(inventory_path: str, limit: Sequence[str] = (), section: str = "drif
             family = families[host]
             if isinstance(family, Exception):
                 raise family
-            manifest = build_manifest(server, distro.get(family))
+            manifest = build_manifest(server, family)
         except Exception as e:
             problems.append(CheckResult("inventory.data", host.name, Status.ERROR,
                                         f"cannot build the manifest: {type(e).__name__}: {e}",

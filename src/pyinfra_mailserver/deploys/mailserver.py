@@ -20,7 +20,7 @@ from pyinfra_mailserver.deploys.ops import (
 )
 from pyinfra_mailserver.deploys.safety import reloaded_condition, smoke_checked
 from pyinfra_mailserver.deploys.verify import auth_sockets
-from pyinfra_mailserver.facts import distro_family, unit_state_script
+from pyinfra_mailserver.facts import host_distro, unit_state_script
 from pyinfra_mailserver.manifest import Manifest, build_manifest
 from pyinfra_mailserver.model import ModelError
 from pyinfra_mailserver.orphans import mailbox_dirs, report_orphaned_mailboxes
@@ -31,10 +31,10 @@ class DeployError(Exception):
     """The host cannot be deployed (unsupported distro, invalid data); the message says why."""
 
 
-def host_family() -> distro.Family:
-    """The distro family: host data `mailserver_distro` if set, else the host's os-release."""
+def host_distro_row(family: distro.Family | None = None) -> distro.Distro:
+    """The host's distro row (family, release, Dovecot and Postfix versions): see `facts.host_distro`."""
     try:
-        return distro_family(host)
+        return host_distro(host, family)
     except ValueError as e:
         raise DeployError(f"{host.name}: {e}") from None
 
@@ -52,17 +52,17 @@ def inventory_path() -> str | None:
 def manifest_for_host() -> Manifest:
     """Load and validate the model from this host's data and build its manifest (on the controller).
 
-    The distro family comes from the data's `distro` if set, else from the host's os-release.
+    The distro row comes from the host (os-release, installed Dovecot and Postfix), with the data's
+    `distro` and the host data overrides winning, so the same data renders for Debian 12 and 13.
     """
     server = inventory.server_from_host(host, inventory_path())
-    family = server.distro or host_family()
-    return build_manifest(server, distro.get(family))
+    return build_manifest(server, host_distro_row(server.distro))
 
 
 def register_run(manifest: Manifest) -> None:
     """Tell the operations of this run what they will ask the host, so it is asked in one command."""
     users, groups = account_names(manifest.users, manifest.groups)
-    units = tuple(s.unit for s in manifest.services)
+    units = manifest.unit_names()
     register_snapshot(
         family=str(manifest.distro.family),
         packages=manifest.packages,
