@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 # the deploy's own map output names and unit-state script: drift judges by exactly the deploy's rules
-from pyinfra_mailserver.deploys.init import ENABLED_STATES
+from pyinfra_mailserver.deploys.init import ENABLED_STATES, RUNNING_STATES
 from pyinfra_mailserver.deploys.ops import map_output
 from pyinfra_mailserver.facts import AccountState, FileState, unit_state_script
 from pyinfra_mailserver.manifest import ManagedFile, Manifest
+from pyinfra_mailserver.render.dovecot import parse_settings as parse_dovecot_settings
 from pyinfra_mailserver.report import CheckResult, CheckSet, Severity, Status, in_parallel
 
 if TYPE_CHECKING:
@@ -132,8 +133,9 @@ def expected_service_params(master: Sequence[str]) -> dict[str, str]:
 
 
 def parse_doveconf(text: str) -> dict[str, str]:
-    """`doveconf KEY...` output (`key = value`) as a dict; multi-line values are not expected here."""
-    return parse_postconf(text)
+    """`doveconf KEY...` output as a dict, read by the same parser that derived the expected settings
+    from the rendered files (so `ssl_server { cert_file = ... }` reads as `ssl_server/cert_file`)."""
+    return parse_dovecot_settings(text)
 
 
 def drift_commands(m: Manifest) -> dict[str, str]:
@@ -149,7 +151,7 @@ def drift_commands(m: Manifest) -> dict[str, str]:
         cmds[f"map{i}"] = f"{tool} -q {shlex.quote(mp.sample_key)} {shlex.quote(mp.spec)} >/dev/null"
     for i, sock in enumerate(m.sockets):
         cmds[f"sock{i}"] = f"test -S {shlex.quote(sock)}"
-    cmds["units"] = unit_state_script(tuple(s.unit for s in m.services), parts=m.distro.unit_parts)
+    cmds["units"] = unit_state_script(m.unit_names(), parts=m.distro.unit_parts)
     if m.distro.family == "debian":
         cmds["packages"] = ("dpkg-query -W -f='${db:Status-Abbrev}|${Package}\\n' "
                             + " ".join(shlex.quote(p) for p in m.packages) + " 2>/dev/null; true")
@@ -283,9 +285,11 @@ def evaluate(m: Manifest, host: str, files: Sequence[ManagedFile], paths: Mappin
             bad.append(f"not running ({active})")
         if svc.enabled and enabled not in ENABLED_STATES:
             bad.append(f"not enabled at boot ({enabled})")
+        stale = [old for old in svc.replaces if units.get(old, ("", ""))[0] in RUNNING_STATES]
+        bad += [f"still runs as {old} (a unit of the release before)" for old in stale]
         checks.add(f"drift.service[{svc.name}]", not bad, f"{svc.unit}: " + ", ".join(bad),
                    ok_message=f"{svc.unit} running and enabled", severity=Severity.HIGH,
-                   fix=f"systemctl enable --now {svc.unit}")
+                   fix="re-run mailserver deploy" if stale else f"systemctl enable --now {svc.unit}")
     for i, sock in enumerate(m.sockets):
         s = sections.get(f"sock{i}")
         checks.add(f"drift.socket[{sock}]", s is not None and s.rc == 0, f"{sock}: no socket",

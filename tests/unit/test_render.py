@@ -92,8 +92,8 @@ def test_render_is_deterministic_and_complete(data: dict[str, Any], family: dist
 
 def test_variants_render_only_what_they_need(secrets_env: Path) -> None:
     hosts = {h.name: h for h in load_hosts(EXAMPLE)}
-    m1 = hosts["mx1.example.org"].manifest("debian")
-    m2 = hosts["mx2.example.org"].manifest("debian")
+    m1 = hosts["mx1.example.org"].manifest("bookworm")
+    m2 = hosts["mx2.example.org"].manifest("bookworm")
     p1, p2 = {f.path for f in m1.files}, {f.path for f in m2.files}
     assert {
         "/etc/default/saslauthd",
@@ -119,7 +119,7 @@ def test_variants_render_only_what_they_need(secrets_env: Path) -> None:
 
 def test_manifest_of_saslauthd_host(secrets_env: Path) -> None:
     (h,) = load_hosts(EXAMPLE, ["mx1.example.org"])
-    m = h.manifest("debian")
+    m = h.manifest("bookworm")
     pc = m.postconf
     # secure defaults and the reference's settings
     assert pc["smtpd_tls_auth_only"] == "yes"
@@ -169,7 +169,7 @@ def test_manifest_of_saslauthd_host(secrets_env: Path) -> None:
 
 def test_manifest_of_virtual_host(secrets_env: Path) -> None:
     (h,) = load_hosts(EXAMPLE, ["mx2.example.org"])
-    m = h.manifest("debian")
+    m = h.manifest("bookworm")
     pc = m.postconf
     assert pc["virtual_transport"] == "lmtp:unix:private/dovecot-lmtp"
     assert pc["virtual_mailbox_maps"] == "hash:/etc/postfix/vmailbox"
@@ -239,7 +239,7 @@ def test_system_user_variant_with_mbox_and_maildrop() -> None:
         },
         "services": {"system_passdb": "shadow"},
     }
-    m = build_manifest(validate_server(data, hostname="mx.example.org"), distro.DEBIAN)
+    m = build_manifest(validate_server(data, hostname="mx.example.org"), distro.BOOKWORM)
     assert "home_mailbox" not in m.postconf and m.postconf["mailbox_command"] == "/usr/bin/maildrop"
     assert (
         "mail_location = mbox:~/mail:INBOX=/var/mail/%u" in m.file("/etc/dovecot/conf.d/10-mail.conf").content

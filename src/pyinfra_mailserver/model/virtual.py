@@ -36,6 +36,23 @@ class Mailbox(SecretBacked):
         return v.upper()
 
     @property
+    def quota_bytes(self) -> int | None:
+        """The quota in bytes (K, M, G, T are powers of 1024, as Dovecot reads them)."""
+        if self.quota is None:
+            return None
+        m = _QUOTA.match(self.quota)
+        assert m is not None
+        return int(m.group(1)) * 1024 ** " KMGT".index(m.group(2) or " ")
+
+    @property
+    def quota_grace_bytes(self) -> int | None:
+        """How far the message that crosses the quota may take the mailbox over it: a tenth of the quota,
+        Dovecot 2.3's default (`quota_grace = 10%`), which 2.4 can only say per mailbox, as a size
+        (its own default, 10M, would let a 1M mailbox take an 11M message)."""
+        q = self.quota_bytes
+        return None if q is None else q // 10
+
+    @property
     def local(self) -> str:
         return self.address.split("@")[0]
 

@@ -92,6 +92,11 @@ class Plan:
         return self.distro.saslauthd_default_socket_dir
 
     @property
+    def sasl_config_dir(self) -> str:
+        """The directory of Cyrus SASL's smtpd.conf (Postfix's cyrus_sasl_config_path)."""
+        return str(PurePosixPath(self.distro.sasl_smtpd_conf).parent)
+
+    @property
     def saslauthd_path_for_smtpd(self) -> str:
         """The mux socket as smtpd sees it (chroot prefix removed when chrooted)."""
         sock = self.saslauthd_socket_dir + "/mux"
@@ -159,7 +164,28 @@ class Plan:
         return None
 
     @property
+    def dovecot24(self) -> bool:
+        """The host's Dovecot speaks the 2.4 configuration language (renamed settings, %{...} variables)."""
+        return self.distro.dovecot_generation == "2.4"
+
+    @property
+    def uses_mbox(self) -> bool:
+        return self.server.local.mailbox == "mbox" and bool(self.server.local.users)
+
+    @property
     def dovecot_mail_location(self) -> str:
-        if self.server.local.mailbox == "mbox" and self.server.local.users:
+        """Dovecot 2.3's mail_location."""
+        if self.uses_mbox:
             return f"mbox:~/mail:INBOX={self.distro.mail_spool_dir}/%u"
         return "maildir:~/Maildir"
+
+    @property
+    def dovecot_mail_settings(self) -> list[tuple[str, str]]:
+        """Dovecot 2.4's spelling of the same location: driver, path and (mbox) the INBOX file."""
+        if self.uses_mbox:
+            return [
+                ("mail_driver", "mbox"),
+                ("mail_path", "~/mail"),
+                ("mail_inbox_path", f"{self.distro.mail_spool_dir}/%{{user}}"),
+            ]
+        return [("mail_driver", "maildir"), ("mail_path", "~/Maildir")]
