@@ -88,6 +88,10 @@ class Service:
     enabled: bool = True
     running: bool = True
     reload: bool = True  # True: a config change reloads; False: it needs a restart
+    # the deploy manages a systemd drop-in of the unit: systemd must re-read it before a (re)start
+    daemon_reload: bool = False
+    # units an earlier release ran this service as (distro table): stopped before it is started
+    replaces: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,12 @@ class Manifest:
             if f.path == path:
                 return f
         raise KeyError(path)
+
+    def unit_names(self) -> tuple[str, ...]:
+        """Every unit whose state the deploy, its verification and drift read: the services' own and
+        the ones they replace."""
+        replaced = (u for s in self.services for u in s.replaces)
+        return tuple(dict.fromkeys([*(s.unit for s in self.services), *replaced]))
 
     def files_for(self, service: str) -> tuple[ManagedFile, ...]:
         return tuple(f for f in self.files if f.service == service)

@@ -14,12 +14,13 @@ from pyinfra_mailserver.facts import UnitStates, unit_state_script
 FAKE_SYSTEMCTL = r"""#!/bin/sh
 echo "$*" >> "$CALLS"
 block() { printf 'Id=%s\n' "$1"; [ -n "$3" ] && printf 'ConsistsOf=%s\n' "$3";
-          printf 'ActiveState=%s\n' "$2"; [ -n "$4" ] && printf 'UnitFileState=%s\n' "$4"; printf '\n'; }
+          printf 'ActiveState=%s\n' "$2"; [ -n "$4" ] && printf 'UnitFileState=%s\n' "$4";
+          [ -n "$5" ] && printf 'Type=%s\n' "$5"; printf '\n'; }
 case "$1" in
   show)
     shift 3
     for u in "$@"; do case "$u" in
-      postfix.service) block postfix.service active "postfix@-.service" enabled;;
+      postfix.service) block postfix.service active "postfix@-.service" enabled "$POSTFIX_TYPE";;
       postfix@-.service) block postfix@-.service "$POSTFIX_MASTER" "" "";;
       dovecot.service) block dovecot.service active "" enabled;;
       saslauthd) block saslauthd.service active "" generated;;
@@ -31,7 +32,8 @@ esac
 
 
 def states(tmp_path: Path, units: tuple[str, ...], master: str = "active", sasl: str = "enabled",
-           parts: tuple[str, ...] = ()) -> tuple[dict[str, tuple[str, str]], list[str]]:
+           parts: tuple[str, ...] = (),
+           postfix_type: str = "") -> tuple[dict[str, tuple[str, str]], list[str]]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     fake = bin_dir / "systemctl"
@@ -40,7 +42,7 @@ def states(tmp_path: Path, units: tuple[str, ...], master: str = "active", sasl:
     calls = tmp_path / "calls"
     calls.write_text("")
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls),
-           "POSTFIX_MASTER": master, "SASL_ENABLED": sasl}
+           "POSTFIX_MASTER": master, "SASL_ENABLED": sasl, "POSTFIX_TYPE": postfix_type}
     script = unit_state_script(units, parts=parts)
     out = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, check=True).stdout
     return UnitStates().process(out.splitlines()), calls.read_text().splitlines()
@@ -73,4 +75,12 @@ def test_known_parts_are_read_in_the_first_call(tmp_path: Path, master: str) -> 
     got, calls = states(tmp_path, ("postfix.service", "dovecot.service"), master=master,
                         parts=("postfix@-.service",))
     assert got["postfix.service"] == (master, "enabled")
+    assert [c.split()[0] for c in calls] == ["show"]
+
+
+def test_a_unit_with_its_own_process_is_judged_alone(tmp_path: Path) -> None:
+    """Debian 13's postfix.service runs the master itself (Type=forking); systemd still lists the
+    postfix@ template's instance in ConsistsOf, inactive because it conflicts: it must not count."""
+    got, calls = states(tmp_path, ("postfix.service",), master="inactive", postfix_type="forking")
+    assert got["postfix.service"] == ("active", "enabled")
     assert [c.split()[0] for c in calls] == ["show"]

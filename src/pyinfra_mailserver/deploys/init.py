@@ -24,6 +24,8 @@ from pyinfra_mailserver.manifest import Manifest, Service
 
 # `systemctl is-enabled` answers that count as "starts at boot" (sysv-generated units say "generated").
 ENABLED_STATES = {"enabled", "enabled-runtime", "static", "generated", "alias", "indirect"}
+# `ActiveState`s of a unit whose processes are (still) there
+RUNNING_STATES = {"active", "activating", "reloading", "deactivating"}
 
 
 def unit_states(units: tuple[str, ...]) -> dict[str, tuple[str, str]]:
@@ -32,6 +34,25 @@ def unit_states(units: tuple[str, ...]) -> dict[str, tuple[str, str]]:
     if found is not None:
         return cast(dict[str, tuple[str, str]], found)
     return cached(f"units:{units}", lambda: host.get_fact(UnitStates, units=units))
+
+
+def still_running_as(service: Service, states: dict[str, tuple[str, str]]) -> tuple[str, ...]:
+    """The units of an earlier release this service still runs as (after a dist-upgrade)."""
+    return tuple(u for u in service.replaces if states.get(u, ("", ""))[0] in RUNNING_STATES)
+
+
+def _stop(units: tuple[str, ...]) -> str:
+    """Shell that stops `units` and forgets their failed state, before the service's own unit starts."""
+    if not units:
+        return ""
+    q = " ".join(shlex.quote(u) for u in units)
+    return f"systemctl stop {q}; systemctl reset-failed {q} 2>/dev/null; "
+
+
+def _daemon_reload(service: Service) -> str:
+    """`systemctl daemon-reload && ` when the deploy manages a drop-in of the unit (it may just have
+    changed, and systemd starts a unit from the definition it last read), else nothing."""
+    return "systemctl daemon-reload && " if service.daemon_reload else ""
 
 
 def _started() -> set[str]:
@@ -67,14 +88,16 @@ def ensure_service_running(
 
         ensure_service_running(name="Postfix enabled and running", service=postfix_service)
     """
-    active, enabled = unit_states(units or (service.unit,)).get(service.unit, ("", ""))
+    states = unit_states(units or (service.unit,))
+    active, enabled = states.get(service.unit, ("", ""))
+    stale = still_running_as(service, states)
     cmds = []
     if service.enabled and enabled not in ENABLED_STATES:
         cmds.append(f"systemctl enable {shlex.quote(service.unit)}")
-    if service.running and active != "active":
+    if service.running and (active != "active" or stale):
         # started with the config on disk: no reload is pending any more
         unit, pending = shlex.quote(service.unit), shlex.quote(pending_marker(service.name))
-        start = f"systemctl restart {unit} && rm -f {pending}"
+        start = f"{_stop(stale)}{_daemon_reload(service)}systemctl restart {unit} && rm -f {pending}"
         cmds.append(or_roll_back(start, f"starting {service.unit}", services or (service,)))
         _started().add(service.unit)
         record("reloaded", f"{service.name} (start)")
@@ -108,8 +131,9 @@ def reload_service(
     if _skipped_by_if():
         host.noop(f"{service.unit}: inputs unchanged")
         return
-    active, _ = unit_states(units or (service.unit,)).get(service.unit, ("", ""))
-    if active != "active" or service.unit in _started():
+    states = unit_states(units or (service.unit,))
+    active, _ = states.get(service.unit, ("", ""))
+    if active != "active" or service.unit in _started() or still_running_as(service, states):
         host.noop(f"{service.unit} is not running yet; it starts with the new config")
         return
     unit = shlex.quote(service.unit)
@@ -117,7 +141,8 @@ def reload_service(
     done = f"rm -f {shlex.quote(pending_marker(service.name))}"  # the activation's marker: reloaded now
     every = services or (service,)
     if not service.reload:
-        cmd = or_roll_back(f"systemctl restart {unit}", f"restarting {service.unit}", every)
+        restart = f"{_daemon_reload(service)}systemctl restart {unit}"
+        cmd = or_roll_back(restart, f"restarting {service.unit}", every)
         yield StringCommand("sh", "-c", shlex.quote(f"{cmd} && {done}"))
         return
     # Some changes cannot be reloaded (Postfix's inet_interfaces / inet_protocols): the activation left a
@@ -135,7 +160,7 @@ def reload_service(
 def activate(manifest: Manifest, service: str, reload_name: str, running_name: str) -> None:
     """The activate phase every service shares: reload (or restart) after a change of its inputs, then
     make sure it is enabled and running; both roll back to the previous files if the service fails."""
-    units = tuple(s.unit for s in manifest.services)
+    units = manifest.unit_names()
     for s in manifest.services:
         if s.name == service:
             reload_service(

@@ -9,7 +9,7 @@ from typing import Any
 from pyinfra import host, state
 from pyinfra.api import FactBase, deploy, operation
 
-from pyinfra_mailserver.deploys.init import ENABLED_STATES
+from pyinfra_mailserver.deploys.init import ENABLED_STATES, RUNNING_STATES
 from pyinfra_mailserver.deploys.ops import fail_with, nothing_changed_yet, snapshot, snapshot_spec
 from pyinfra_mailserver.distro import Family
 from pyinfra_mailserver.facts import unit_state_script
@@ -92,6 +92,9 @@ def misses(manifest: Manifest, seen: dict[str, list[str]]) -> list[str]:
             found.append(f"service {s.unit} is not running ({active or 'unknown'})")
         if s.enabled and enabled not in ENABLED_STATES:
             found.append(f"service {s.unit} is not enabled at boot ({enabled or 'unknown'})")
+        for old in s.replaces:
+            if [*units.get(old, []), ""][0] in RUNNING_STATES:
+                found.append(f"service {s.name} still runs as {old} (a unit of the release before)")
     ports = {int(p.rsplit(":", 1)[-1]) for p in seen.get("port", []) if p.rsplit(":", 1)[-1].isdigit()}
     found += [
         f"nothing listens on port {p.port} ({p.protocol})" for p in manifest.ports if p.port not in ports
@@ -231,7 +234,7 @@ def verify_host(manifest: Manifest) -> Generator[Any, None, None]:
         MailHostCheck,
         family=str(manifest.distro.family),
         packages=manifest.packages,
-        units=tuple(s.unit for s in manifest.services),
+        units=manifest.unit_names(),
         unit_parts=manifest.distro.unit_parts,
         paths=paths,
         sockets=auth_sockets(manifest),

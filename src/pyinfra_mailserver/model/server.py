@@ -53,6 +53,7 @@ MANAGED_PARAMS = frozenset(
         "mailbox_command",
         "relayhost",
         "transport_maps",
+        "cyrus_sasl_config_path",
         "smtp_sasl_auth_enable",
         "smtp_sasl_password_maps",
         "smtp_sasl_security_options",

@@ -27,11 +27,19 @@ def build_manifest(server: MailServer, distro: Distro) -> Manifest:
     files = [*postfix.files(plan), *sasl.files(plan), *dovecot.files(plan), *system.files(plan)]
     main_cf = next(f for f in files if f.path == plan.pf("main.cf"))
     master_cf = next(f for f in files if f.path == plan.pf("master.cf"))
-    services = [Service("postfix", distro.services["postfix"])]
+    replaced = distro.replaced_units.get("postfix", ())
+    services = [Service("postfix", distro.services["postfix"], replaces=replaced)]
     if plan.uses_dovecot:
         services.append(Service("dovecot", distro.services["dovecot"]))
     if plan.uses_saslauthd:
-        services.append(Service("saslauthd", distro.services["saslauthd"], reload=False))
+        services.append(
+            Service(
+                "saslauthd",
+                distro.services["saslauthd"],
+                reload=False,
+                daemon_reload=bool(sasl.unit_dropin(plan)),
+            )
+        )
     return Manifest(
         hostname=plan.hostname,
         distro=distro,
@@ -48,7 +56,7 @@ def build_manifest(server: MailServer, distro: Distro) -> Manifest:
         postconf=parse_main_cf(main_cf.content),
         postconf_master=parse_master_cf(master_cf.content),
         secrets=system.secrets(plan),
-        doveconf=dovecot.expected_doveconf(plan),
+        doveconf=dovecot.expected_doveconf(plan, files),
         sasl_backend=server.sasl.backend if server.sasl else None,
         accounts=system.accounts(plan),
         regexp_maps=postfix.regexp_maps(plan),

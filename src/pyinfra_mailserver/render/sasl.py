@@ -10,7 +10,21 @@ from pyinfra_mailserver.render.templating import templated
 def files(plan: Plan) -> list[ManagedFile]:
     if not plan.uses_saslauthd:
         return []
-    return [
+    out = [
         templated(plan, plan.distro.sasl_smtpd_conf, "sasl/smtpd.conf.j2", "postfix"),
         templated(plan, plan.distro.saslauthd_defaults_file, "sasl/saslauthd.j2", "saslauthd"),
     ]
+    if unit_dropin(plan):
+        out.append(templated(plan, unit_dropin(plan), "sasl/saslauthd-unit.conf.j2", "saslauthd"))
+    return out
+
+
+def unit_dropin(plan: Plan) -> str:
+    """The systemd drop-in a native saslauthd unit needs when its socket (and so its PID file) moved
+    out of the default directory; "" when none is needed (a SysV-generated unit has no PIDFile)."""
+    d = plan.distro
+    if not (
+        d.saslauthd_native_unit and plan.saslauthd_socket_dir.rstrip("/") != d.saslauthd_default_socket_dir
+    ):
+        return ""
+    return f"{d.systemd_unit_dir}/{d.services['saslauthd']}.service.d/pyinfra-mailserver.conf"

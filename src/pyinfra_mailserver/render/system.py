@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import posixpath
+
 from pyinfra_mailserver.manifest import Account, Directory, Group, ManagedFile, Port, User
+from pyinfra_mailserver.render import sasl
 from pyinfra_mailserver.render.plan import Plan
 from pyinfra_mailserver.render.templating import render
 
@@ -101,6 +104,8 @@ def directories(plan: Plan) -> tuple[Directory, ...]:
                 Directory(p, owner=u.name, group=u.name, mode="700")
                 for p in (base, f"{base}/cur", f"{base}/new", f"{base}/tmp")
             ]
+    if plan.uses_saslauthd and sasl.unit_dropin(plan):
+        out.append(Directory(posixpath.dirname(sasl.unit_dropin(plan))))
     if plan.uses_saslauthd:
         sock = plan.saslauthd_socket_dir
         chroot = d.postfix_chroot_dir
