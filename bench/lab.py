@@ -26,7 +26,7 @@ from typing import Any
 from pyinfra_mailserver.lab import cgroups, image
 from pyinfra_mailserver.lab.manager import Lab
 from pyinfra_mailserver.lab.ssh import ssh_run
-from pyinfra_mailserver.lab.state import LabError, load
+from pyinfra_mailserver.lab.state import LabError, default_release, load
 from pyinfra_mailserver.lab.util import check_preconditions
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
@@ -82,7 +82,7 @@ def main() -> int:
     ap.add_argument("--cold-build", action="store_true", help="also time a first image build")
     ap.add_argument("--rounds", type=int, default=3, help="repetitions of the 1-host and 5-host boots")
     ap.add_argument("--settle", type=float, default=5.0, help="idle seconds before reading memory")
-    ap.add_argument("--release", default="bookworm")
+    ap.add_argument("--release", default=default_release(), help="Debian release (default: the lab's)")
     ap.add_argument("--no-save", action="store_true", help="do not write bench/results.json")
     args = ap.parse_args()
     try:

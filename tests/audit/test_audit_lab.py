@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from pyinfra_mailserver.lab.pytest_plugin import TEST_RELEASES
+
 pytestmark = pytest.mark.lab
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,12 +40,14 @@ class Run:
 
 
 class Hosts:
-    """The module's two deployed hosts (one per SASL variant) and the commands the tests run on them."""
+    """The module's two deployed hosts (one per SASL variant, on one Debian release) and the commands the
+    tests run on them."""
 
-    def __init__(self, lab: Any) -> None:
+    def __init__(self, lab: Any, release: str) -> None:
         self.lab = lab
-        [self.saslauthd] = lab.up(1, variant="saslauthd")
-        [self.virtual] = lab.up(1, variant="virtual")
+        self.release = release
+        [self.saslauthd] = lab.up(1, variant="saslauthd", release=release)
+        [self.virtual] = lab.up(1, variant="virtual", release=release)
         r = subprocess.run([MAILSERVER, "secrets", "generate", INVENTORY], env=lab.env, cwd=REPO,
                            capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
         assert r.returncode == 0, r.stdout + r.stderr
@@ -78,9 +82,9 @@ def poll(fn: Callable[[], Run], done: Callable[[Run], bool], timeout: float = 60
     return run
 
 
-@pytest.fixture(scope="module")
-def hosts(lab: Any) -> Iterator[Hosts]:
-    h = Hosts(lab)
+@pytest.fixture(scope="module", params=TEST_RELEASES)
+def hosts(lab: Any, request: pytest.FixtureRequest) -> Iterator[Hosts]:
+    h = Hosts(lab, request.param)
     yield h
     lab.down([h.saslauthd.name, h.virtual.name])
 
@@ -166,8 +170,9 @@ BREAKS: list[tuple[str, str, str, dict[str, set[str]]]] = [
      "postconf -e 'smtpd_tls_protocols=>=TLSv1' 'smtpd_tls_mandatory_protocols=>=TLSv1' "
      "'tls_medium_cipherlist=DEFAULT:@SECLEVEL=0' && postfix reload",
      {"audit": {"tls.v1_refused[25]", "tls.v1_refused[587]"}, "drift": {"drift.postconf"}}),
-    ("dovecot_plaintext_auth", "virtual",
-     "sed -i 's/^disable_plaintext_auth = yes/disable_plaintext_auth = no/' /etc/dovecot/conf.d/10-auth.conf"
+    ("dovecot_plaintext_auth", "virtual",  # Dovecot 2.3's spelling, then 2.4's (each a no-op on the other)
+     "sed -i 's/^disable_plaintext_auth = yes/disable_plaintext_auth = no/; "
+     "s/^auth_allow_cleartext = no/auth_allow_cleartext = yes/' /etc/dovecot/conf.d/10-auth.conf"
      " && sed -i 's/^ssl = required/ssl = yes/' /etc/dovecot/conf.d/10-ssl.conf && systemctl reload dovecot",
      {"audit": {"imap.plaintext_auth_refused[143]"}, "drift": {"drift.doveconf"}}),
     ("mailbox_entry_deleted", "virtual", "sed -i '/^{login}:/d' /etc/dovecot/users",

@@ -1,4 +1,5 @@
-"""End-to-end fixtures: `deployments(variant)` (a fresh, deployed lab host per SASL variant) and the sink."""
+"""End-to-end fixtures: `deployments(variant, release)` (a fresh, deployed lab host per SASL variant and
+Debian release) and the sink."""
 
 from __future__ import annotations
 
@@ -15,14 +16,15 @@ from pyinfra_mailserver.lab.state import load
 
 
 @pytest.fixture(scope="session")
-def deployments(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Deployment]:
-    """`deployments(variant)`: the session's deployed host of that variant (made on first use)."""
-    made: dict[str, Deployment] = {}
+def deployments(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], Deployment]:
+    """`deployments(variant, release)`: the session's deployed host of that variant on that Debian
+    release (made on first use)."""
+    made: dict[tuple[str, str], Deployment] = {}
 
-    def get(variant: str) -> Deployment:
-        if variant not in made:
-            made[variant] = deploy_fresh(lab, variant, tmp_path_factory.mktemp("e2e"))
-        return made[variant]
+    def get(variant: str, release: str) -> Deployment:
+        if (variant, release) not in made:
+            made[variant, release] = deploy_fresh(lab, variant, tmp_path_factory.mktemp("e2e"), release)
+        return made[variant, release]
 
     return get
 

@@ -30,6 +30,8 @@ from pyinfra_mailserver.model import validate_server
 REPO = Path(__file__).resolve().parents[2]
 MAILSERVER = str(Path(sys.executable).parent / "mailserver")
 SINK_PORT = 2525
+# the virtual variant's mailbox with a tiny quota, for the test that quotas are enforced
+QUOTA_BOX, QUOTA = "bob@example.com", "1M"
 EXAMPLES = {
     "virtual": REPO / "inventories" / "group_data" / "example_virtual.py",
     "saslauthd": REPO / "inventories" / "group_data" / "example_saslauthd.py",
@@ -56,6 +58,12 @@ def group_data_source(
         "mailserver['services']['pop3'] = {'enabled': True}",
         "mailserver['services']['pop3s'] = {'enabled': True}",
     ]
+    if variant == "virtual":  # a mailbox small enough to fill with one message (QUOTA_BOX)
+        lines += [
+            "for _mb in mailserver['virtual']['mailboxes']:",
+            f"    if _mb['address'] == {QUOTA_BOX!r}:",
+            f"        _mb['quota'] = {QUOTA!r}",
+        ]
     for name, members in (extra_aliases or {}).items():
         lines.append(f"mailserver['aliases'][{name!r}] = {members!r}")
     if postfix_extra:
@@ -69,6 +77,7 @@ class Deployment:
     """One deployed lab host and the means to re-deploy it and talk to it."""
 
     variant: str
+    release: str
     host: Any  # LabHost
     env: dict[str, str]
     inventory: Path
@@ -156,22 +165,23 @@ class Deployment:
         return self.wait_on_host(f"grep -rlF {token} {mailbox}", timeout=timeout)
 
 
-def manifest_of(group_file: Path, fqdn: str, secrets_dir: Path) -> Manifest:
-    """The host's manifest, built from the group data file directly.
+def manifest_of(group_file: Path, fqdn: str, secrets_dir: Path, release: str) -> Manifest:
+    """The host's manifest, built from the group data file directly, for its Debian release.
 
     Not through pyinfra's inventory loader: importing `pyinfra_cli` monkey-patches this test process
     with gevent (and breaks the lab's subprocess calls), so the tests read the model without it.
     """
     data = runpy.run_path(str(group_file))["mailserver"]
-    return build_manifest(validate_server(data, hostname=fqdn, secrets_dir=secrets_dir), distro.DEBIAN)
+    server = validate_server(data, hostname=fqdn, secrets_dir=secrets_dir)
+    return build_manifest(server, distro.get(distro.Family.DEBIAN, release))
 
 
-def deploy_fresh(lab: Any, variant: str, tmp: Path) -> Deployment:
-    [host] = lab.up(1, variant=variant)
+def deploy_fresh(lab: Any, variant: str, tmp: Path, release: str) -> Deployment:
+    [host] = lab.up(1, variant=variant, release=release)
     st = load(lab.state_dir)
     data = dict(next(d for name, d in inventory_hosts(lab.state_dir)["lab"] if name == host.fqdn))
     group = f"e2e_{variant}"
-    inv_dir = tmp / f"inv-{variant}"
+    inv_dir = tmp / f"inv-{variant}-{release}"
     (inv_dir / "group_data").mkdir(parents=True)
     inventory = inv_dir / "inventory.py"
     inventory.write_text(f'"""e2e: one lab host."""\n{group} = [({host.fqdn!r}, {data!r})]\n')
@@ -184,8 +194,8 @@ def deploy_fresh(lab: Any, variant: str, tmp: Path) -> Deployment:
     )
     assert r.returncode == 0, r.stdout + r.stderr
     dep = Deployment(
-        variant, host, env, inventory, group_file, st.bridge_ip, Path(st.secrets_dir), {}, 0.0,
-        manifest_of(group_file, host.fqdn, Path(st.secrets_dir)),
+        variant, release, host, env, inventory, group_file, st.bridge_ip, Path(st.secrets_dir), {}, 0.0,
+        manifest_of(group_file, host.fqdn, Path(st.secrets_dir), release),
     )
     started = time.monotonic()
     dep.first = dep.deploy()

@@ -14,7 +14,9 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from e2e_support import Deployment, resolving
+from e2e_support import QUOTA_BOX, Deployment, resolving
+
+from pyinfra_mailserver.lab.pytest_plugin import TEST_RELEASES
 
 pytestmark = pytest.mark.lab
 
@@ -27,9 +29,13 @@ ALIASES = {
 }
 
 
-@pytest.fixture(scope="module", params=VARIANTS)
+@pytest.fixture(
+    scope="module",
+    params=[(v, r) for r in TEST_RELEASES for v in VARIANTS],
+    ids=[f"{v}-{r}" for r in TEST_RELEASES for v in VARIANTS],
+)
 def dep(request: pytest.FixtureRequest, deployments: Any) -> Deployment:
-    d = deployments(request.param)
+    d = deployments(*request.param)
     if not d.first["success"]:
         pytest.fail(f"first deploy failed: {d.first.get('error')}\n{d.first['_report']['errors']}\n"
                     f"{d.first['_stderr'][-4000:]}")
@@ -201,6 +207,29 @@ def test_alias_and_list_delivery(net: Deployment, kind: str) -> None:
     send_25(net, rcpt.format(fqdn=net.fqdn), tok)
     for login in members:
         net.mailbox_has(account(net, login).mailbox, tok)
+
+
+def test_quota_enforced(net: Deployment) -> None:
+    """A message larger than the mailbox's quota is refused by Dovecot's LMTP (Postfix logs the 552) and
+    never reaches the Maildir, while a small one to the same mailbox still arrives."""
+    if net.variant != "virtual":
+        pytest.skip("quotas are per virtual mailbox")
+    a = account(net, QUOTA_BOX)
+    since = int(net.host.check("date +%s"))
+    big = token()
+    m = message(QUOTA_BOX, big)
+    m.set_content(f"body {big}\n" + ("y" * 76 + "\n") * 20000)  # ~1.5 MB, over the 1M quota
+    with smtplib.SMTP(net.fqdn, 25, timeout=60) as s:
+        s.starttls(context=net.tls())
+        s.send_message(m, to_addrs=[QUOTA_BOX])
+    line = net.wait_on_host(
+        f"journalctl -q --no-pager --since @{since} | grep -F 'to=<{QUOTA_BOX}>' | grep -F 'Quota exceeded'"
+    )
+    assert "Quota exceeded" in line, line
+    assert net.host.run(f"grep -rlF {big} {a.mailbox}").returncode != 0
+    small = token()
+    send_25(net, QUOTA_BOX, small)
+    net.mailbox_has(a.mailbox, small)
 
 
 def test_open_relay_refused(net: Deployment) -> None:

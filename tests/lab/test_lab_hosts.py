@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from pyinfra_mailserver.lab.pytest_plugin import LabHost, TestLab
-from pyinfra_mailserver.lab.state import load
+from pyinfra_mailserver.lab.state import default_release, load
 
 pytestmark = pytest.mark.lab
 
@@ -109,7 +109,7 @@ def test_testinfra_reaches_lab_and_detects_systemd(two_hosts: list[LabHost]) -> 
     for h in two_hosts:
         host = h.testinfra()
         assert host.system_info.distribution == "debian"
-        assert host.system_info.codename == "bookworm"
+        assert host.system_info.codename == default_release()
         assert host.service("ssh").is_running
         assert host.service("ssh").is_enabled
         assert host.process.get(pid=1).comm == "systemd"

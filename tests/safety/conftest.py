@@ -11,11 +11,13 @@ from safety_support import SafetyHost  # first: it puts tests/e2e on sys.path
 
 from e2e_support import deploy_fresh  # isort: skip
 
+from pyinfra_mailserver.lab.state import default_release
+
 
 @pytest.fixture(scope="session")
 def safe_host(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> SafetyHost:
     """A deployed virtual-variant host with the safety base data (restored by every test that changes it)."""
-    dep = deploy_fresh(lab, "virtual", tmp_path_factory.mktemp("safety"))
+    dep = deploy_fresh(lab, "virtual", tmp_path_factory.mktemp("safety"), default_release())
     assert dep.first["success"], f"{dep.first['_report']['errors']}\n{dep.first['_stderr'][-3000:]}"
     sh = SafetyHost(dep)
     sh.write_data()

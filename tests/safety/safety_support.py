@@ -68,7 +68,7 @@ class SafetyHost:
 
     def manifest(self) -> Any:
         """The Manifest of the data the group file holds now (dep.manifest is the e2e start data)."""
-        return manifest_of(self.dep.group_file, self.dep.fqdn, self.dep.secrets_dir)
+        return manifest_of(self.dep.group_file, self.dep.fqdn, self.dep.secrets_dir, self.dep.release)
 
     def generate_secrets(self) -> None:
         r = subprocess.run(

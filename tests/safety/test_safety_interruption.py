@@ -92,8 +92,9 @@ def services_behind_config(sh: SafetyHost) -> list[str]:
         if not files:
             continue
         newest = max(int(x) for x in sh.check("stat -c %Y " + " ".join(files)).split())
-        unit = "postfix@-" if service == "postfix" else "dovecot"
-        lines = sh.check(f"journalctl -q --no-pager -o short-unix -u {unit} | grep -E '{pattern}'; true")
+        # Postfix's master logs as postfix/master whichever unit runs it (postfix@- on Debian 12)
+        where = "SYSLOG_IDENTIFIER=postfix/master" if service == "postfix" else "-u dovecot"
+        lines = sh.check(f"journalctl -q --no-pager -o short-unix {where} | grep -E '{pattern}'; true")
         stamps = [float(line.split()[0]) for line in lines.splitlines() if line.strip()]
         if not stamps or max(stamps) < newest:
             behind.append(f"{service}: last (re)load {max(stamps, default=0):.0f} < config mtime {newest}")

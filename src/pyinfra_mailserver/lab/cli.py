@@ -6,7 +6,9 @@ import argparse
 import os
 import sys
 
-from .state import DEFAULT_STATE_DIR, EXIT_NO_LAB, VARIANTS, LabError, LabState
+from pyinfra_mailserver import distro
+
+from .state import DEFAULT_STATE_DIR, EXIT_NO_LAB, RELEASES, VARIANTS, LabError, LabState, default_release
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -27,7 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     up = lsub.add_parser("up", help="create hosts mx1..mxN (hosts already up are left alone)")
     up.add_argument("--hosts", type=int, default=1, metavar="N", help="number of hosts (default 1)")
-    up.add_argument("--release", default="bookworm", help="Debian release (default bookworm)")
+    up.add_argument(
+        "--release",
+        choices=RELEASES,
+        default=None,
+        help=f"Debian release of new hosts (default $MAILSERVER_LAB_RELEASE or {distro.DEBIAN.release})",
+    )
     up.add_argument(
         "--variant",
         choices=VARIANTS,
@@ -89,7 +96,7 @@ def _up(args: argparse.Namespace) -> int:
     if args.hosts < 1:
         raise LabError("--hosts must be at least 1")
     lab = _lab(args)
-    hosts = lab.up(args.hosts, release=args.release, variant=args.variant)
+    hosts = lab.up(args.hosts, release=args.release or default_release(), variant=args.variant)
     st = lab.state()
     print_hosts(st, [(h.name, h.fqdn, h.ip, h.variant, "up") for h in hosts])
     print(f"\nkey: {st.key_path}   proxy: {st.proxy_url}   state: {st.state_dir}")

@@ -147,7 +147,7 @@ def _build_lock(cache: Path, h: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def cached(release: str = "bookworm", cache_dir: Path | None = None) -> Image | None:
+def cached(release: str, cache_dir: Path | None = None) -> Image | None:
     cache = cache_dir or cache_dir_from_env()
     r = recipe(release, detect_mirror())
     h = recipe_hash(r)
@@ -158,7 +158,7 @@ def cached(release: str = "bookworm", cache_dir: Path | None = None) -> Image | 
 
 
 def ensure_image(
-    release: str = "bookworm", cache_dir: Path | None = None, log: bool = True
+    release: str, cache_dir: Path | None = None, log: bool = True
 ) -> tuple[Image, float | None]:
     """Return the cached image for `release`, building it first if needed (returns build seconds).
 

@@ -14,10 +14,12 @@ from .ssh import ssh_run
 from .state import (
     EXIT_BOOT_FAILED,
     EXIT_NO_SUCH_HOST,
+    RELEASES,
     VARIANTS,
     HostState,
     LabError,
     LabState,
+    default_release,
     host_index,
     load,
     locked,
@@ -99,20 +101,23 @@ class Lab:
         os.chmod(st.key_path, 0o600)
 
     # -- up ---------------------------------------------------------------------------------------
-    def up(self, count: int = 1, release: str = "bookworm", variant: str = "virtual") -> list[HostState]:
+    def up(self, count: int = 1, release: str | None = None, variant: str = "virtual") -> list[HostState]:
         """Make sure hosts mx1..mx<count> are up (a no-op for those that already are). Returns all hosts
         mx1..mx<count>."""
         return self._ensure([f"mx{i}" for i in range(1, count + 1)], release, variant)
 
-    def add(self, count: int = 1, release: str = "bookworm", variant: str = "virtual") -> list[HostState]:
+    def add(self, count: int = 1, release: str | None = None, variant: str = "virtual") -> list[HostState]:
         """Add `count` fresh hosts with the next free numbers (what tests want: hosts nobody touched)."""
         st = load(self.state_dir)
         start = max((host_index(n) for n in st.hosts), default=0) + 1
         return self._ensure([f"mx{i}" for i in range(start, start + count)], release, variant)
 
-    def _ensure(self, names: list[str], release: str, variant: str) -> list[HostState]:
+    def _ensure(self, names: list[str], release: str | None, variant: str) -> list[HostState]:
         if variant not in VARIANTS:
             raise LabError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+        release = release or default_release()
+        if release not in RELEASES:
+            raise LabError(f"unknown release {release!r}; choose one of {', '.join(RELEASES)}")
         check_preconditions()
         with locked(self.state_dir):
             st = self.state()

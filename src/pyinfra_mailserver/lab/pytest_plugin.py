@@ -9,6 +9,10 @@ Fixtures:
     lab_host        one shared virtual-variant LabHost for the session (treat it as read-mostly).
     fresh_lab_host  a new LabHost for one test, destroyed after it.
 
+`TEST_RELEASES` is the release matrix of the tests that run on every Debian release (`lab.up(...,
+release=r)` for r in it): $MAILSERVER_TEST_RELEASES (space-separated), else every release the lab knows.
+Hosts made without a release run the lab's default (the newest).
+
 Tests using these fixtures are marked `lab` automatically. Without root or the lab's tools they are
 skipped with the reason, except under CI (CI=true), where they fail: CI must not pass by skipping.
 """
@@ -31,7 +35,7 @@ import pytest
 
 from .manager import Lab
 from .ssh import ssh_run
-from .state import HostState, LabError, load
+from .state import RELEASES, HostState, LabError, load
 from .util import check_preconditions
 
 TEST_LAB_BASE = Path(os.environ.get("MAILSERVER_TEST_LAB_BASE", "/var/lib/pyinfra-mailserver/test-lab"))
@@ -40,6 +44,9 @@ TEST_LAB_BASE = Path(os.environ.get("MAILSERVER_TEST_LAB_BASE", "/var/lib/pyinfr
 # developers, or xdist workers) each get their own lab instead of tearing down each other's hosts.
 MAX_SLOTS = 20
 REPO_ROOT = Path(__file__).resolve().parents[3]
+TEST_RELEASES: tuple[str, ...] = tuple(os.environ.get("MAILSERVER_TEST_RELEASES", "").split()) or tuple(
+    reversed(RELEASES)
+)
 
 
 def _in_ci() -> bool:
@@ -147,7 +154,7 @@ class TestLab:
         for lh in self._handed_out:
             lh.close()
 
-    def up(self, count: int = 1, variant: str = "virtual", release: str = "bookworm") -> list[LabHost]:
+    def up(self, count: int = 1, variant: str = "virtual", release: str | None = None) -> list[LabHost]:
         """Add `count` fresh hosts (sshd answering when this returns)."""
         hosts = self.manager.add(count, release=release, variant=variant)
         self._write_ssh_config()

@@ -12,12 +12,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyinfra_mailserver import distro
+
 DEFAULT_STATE_DIR = Path("/var/lib/pyinfra-mailserver/lab")
 DEFAULT_CACHE_DIR = Path("/var/cache/pyinfra-mailserver/images")
 DEFAULT_SUBNET = "10.213.0.0/24"
 DEFAULT_BRIDGE = "mslab0"
 DOMAIN = "lab.test"
 VARIANTS = ("virtual", "saslauthd")
+# Debian releases a lab host can run: those of the distro table (the lab is Debian-only)
+RELEASES = tuple(r.release for r in distro.RELEASES[distro.Family.DEBIAN])
 # Host N gets the subnet's address number HOST_OFFSET + N (mx1 = .11); .1 is the controller (bridge).
 HOST_OFFSET = 10
 
@@ -39,6 +43,12 @@ class LabError(Exception):
     def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def default_release() -> str:
+    """The release new lab hosts run: $MAILSERVER_LAB_RELEASE, else the newest Debian of the distro
+    table (what a new user deploys)."""
+    return os.environ.get("MAILSERVER_LAB_RELEASE") or distro.DEBIAN.release
 
 
 def state_dir_from_env() -> Path:
