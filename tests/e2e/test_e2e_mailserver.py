@@ -246,7 +246,11 @@ def test_authenticated_relay_follows_transport(net: Deployment, sink_factory: An
     sink = sink_factory()
     tok = token()
     submit(net, "someone@sink.test", tok)
-    got = sink.wait_for(tok, timeout=90)
+    try:
+        got = sink.wait_for(tok, timeout=90)
+    except AssertionError as e:  # say what Postfix made of it: the queue and the log of the relay
+        seen = net.host.run("postqueue -j; journalctl -q --no-pager -n 40 | grep -E 'sink.test|2525'")
+        raise AssertionError(f"{e}\n{seen.stdout[-3000:]}") from None
     assert "someone@sink.test" in got.rcpt_to
 
 
