@@ -74,8 +74,9 @@ class Timed:
         try:
             return json.loads(self.stdout)
         except json.JSONDecodeError as e:
-            raise BenchError(f"no JSON on stdout (exit {self.returncode}):\n{self.stdout[-2000:]}\n"
-                             f"{self.stderr[-3000:]}") from e
+            raise BenchError(
+                f"no JSON on stdout (exit {self.returncode}):\n{self.stdout[-2000:]}\n{self.stderr[-3000:]}"
+            ) from e
 
 
 def run_timed(argv: Sequence[str], env: dict[str, str], timeout: float = 1800) -> Timed:
@@ -102,9 +103,14 @@ def run_timed(argv: Sequence[str], env: dict[str, str], timeout: float = 1800) -
         proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen's finaliser does not wait again
         out.seek(0)
         err.seek(0)
-        return Timed(seconds, proc.returncode, out.read().decode(errors="replace"),
-                     err.read().decode(errors="replace"), usage.ru_maxrss,
-                     usage.ru_utime + usage.ru_stime)
+        return Timed(
+            seconds,
+            proc.returncode,
+            out.read().decode(errors="replace"),
+            err.read().decode(errors="replace"),
+            usage.ru_maxrss,
+            usage.ru_utime + usage.ru_stime,
+        )
 
 
 def median(values: Sequence[float], digits: int = 2) -> float:
@@ -124,7 +130,7 @@ def interleaved(rounds: int, runners: dict[str, Callable[[], float]]) -> dict[st
     names = list(runners)
     samples: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
-        order = names[r % len(names):] + names[: r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for n in order:
             samples[n].append(runners[n]())
     return samples
@@ -227,8 +233,9 @@ class BenchLab:
         t = run_timed([str(BIN / "pyinfra"), "-y", str(INVENTORY), *limits, *args], self.env, timeout)
         connected = set(re.findall(r"\[([^\]\s]+)\]\s+Connected", t.stdout + t.stderr))
         if connected != {h.fqdn for h in hosts}:
-            raise BenchError(f"pyinfra connected to {sorted(connected)}, not {[h.fqdn for h in hosts]}:\n"
-                             f"{t.tail()}")
+            raise BenchError(
+                f"pyinfra connected to {sorted(connected)}, not {[h.fqdn for h in hosts]}:\n{t.tail()}"
+            )
         return t
 
     def mailserver(
@@ -236,8 +243,9 @@ class BenchLab:
     ) -> Timed:
         """`mailserver COMMAND bench/inventory/bench.py --limit H ... ARGS`."""
         limits = [a for h in hosts for a in ("--limit", h.fqdn)]
-        return run_timed([str(BIN / "mailserver"), command, str(INVENTORY), *limits, *args], self.env,
-                         timeout)
+        return run_timed(
+            [str(BIN / "mailserver"), command, str(INVENTORY), *limits, *args], self.env, timeout
+        )
 
     def generate_secrets(self) -> None:
         r = run_timed([str(BIN / "mailserver"), "secrets", "generate", str(INVENTORY)], self.env, 300)
@@ -250,7 +258,7 @@ class BenchLab:
         self.generate_secrets()
         reports: list[dict[str, Any]] = []
         for i in range(0, len(hosts), batch):
-            part = hosts[i:i + batch]
+            part = hosts[i : i + batch]
             self.log(f"  deploying {', '.join(h.name for h in part)} ...")
             r = self.mailserver("deploy", part, "--json", timeout=3600)
             report = r.json()

@@ -101,8 +101,16 @@ def rows(fig: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     return [
         ("P1 cold deploy (pyinfra main job)", f"{fig['cold_deploy_s']} s", "", None),
         ("P1 floor: bare apt-get install", f"{fig['floor_apt_install_s']} s", "", None),
-        ("P1 deploy onto the floor host (packages present)",
-         f"{fig['deploy_after_apt_s']} s, {fig['deploy_after_apt_round_trips']} RT", "", None),
-        ("P1 deploy / floor (median of per-round ratios)", f"{fig['ratio']}x", f"≤{TARGET_RATIO}x",
-         fig["ratio"] is not None and fig["ratio"] <= TARGET_RATIO),
+        (
+            "P1 deploy onto the floor host (packages present)",
+            f"{fig['deploy_after_apt_s']} s, {fig['deploy_after_apt_round_trips']} RT",
+            "",
+            None,
+        ),
+        (
+            "P1 deploy / floor (median of per-round ratios)",
+            f"{fig['ratio']}x",
+            f"≤{TARGET_RATIO}x",
+            fig["ratio"] is not None and fig["ratio"] <= TARGET_RATIO,
+        ),
     ]

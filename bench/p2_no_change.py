@@ -25,8 +25,10 @@ TARGET_S = 2.0
 def check_command(paths: list[str]) -> str:
     """Floor 2's shell command: what a minimal no-change check must read on the host."""
     quoted = " ".join(shlex.quote(p) for p in paths)
-    return (f"sha256sum {quoted} >/dev/null && stat -c '%U %G %a %Y %n' {quoted} >/dev/null && "
-            "postconf -n >/dev/null && doveconf -n >/dev/null")
+    return (
+        f"sha256sum {quoted} >/dev/null && stat -c '%U %G %a %Y %n' {quoted} >/dev/null && "
+        "postconf -n >/dev/null && doveconf -n >/dev/null"
+    )
 
 
 def run(bl: BenchLab, args: argparse.Namespace) -> dict[str, Any]:
@@ -65,8 +67,15 @@ def run(bl: BenchLab, args: argparse.Namespace) -> dict[str, Any]:
         return t.seconds
 
     bl.log(f"P2: {args.rounds} interleaved rounds on {host.name}")
-    s = interleaved(args.rounds, {"main_job": main_job, "mailserver_deploy": mailserver_deploy,
-                                  "exec_true": exec_true, "ssh_floor": ssh_floor})
+    s = interleaved(
+        args.rounds,
+        {
+            "main_job": main_job,
+            "mailserver_deploy": mailserver_deploy,
+            "exec_true": exec_true,
+            "ssh_floor": ssh_floor,
+        },
+    )
     last = reports[-1]
     main = median(s["main_job"])
     return {
@@ -96,14 +105,26 @@ def run(bl: BenchLab, args: argparse.Namespace) -> dict[str, Any]:
 
 def rows(fig: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     return [
-        ("P2 no-change main job, 1 host (median)", f"{fig['main_job_s']} s", f"≤{TARGET_S:g} s",
-         fig["main_job_s"] <= TARGET_S),
+        (
+            "P2 no-change main job, 1 host (median)",
+            f"{fig['main_job_s']} s",
+            f"≤{TARGET_S:g} s",
+            fig["main_job_s"] <= TARGET_S,
+        ),
         ("P2 changed operations", str(fig["changed"]), "0", fig["changed"] == 0),
-        ("P2 round trips (shell commands + uploads)",
-         f"{fig['round_trips']} ({fig['shell_commands']}+{fig['uploads']})", "", None),
+        (
+            "P2 round trips (shell commands + uploads)",
+            f"{fig['round_trips']} ({fig['shell_commands']}+{fig['uploads']})",
+            "",
+            None,
+        ),
         ("P2 commands executed by operations", str(fig["commands_executed"]), "", None),
-        ("P2 `mailserver deploy` wall / inside", f"{fig['mailserver_deploy_s']} / "
-         f"{fig['mailserver_deploy_inside_s']} s", "", None),
+        (
+            "P2 `mailserver deploy` wall / inside",
+            f"{fig['mailserver_deploy_s']} / {fig['mailserver_deploy_inside_s']} s",
+            "",
+            None,
+        ),
         ("P2 floor: pyinfra exec -- true", f"{fig['floor_pyinfra_exec_true_s']} s", "", None),
         ("P2 floor: one SSH session hash+postconf+doveconf", f"{fig['floor_ssh_check_s']} s", "", None),
         ("P2 ratio main job / exec -- true", f"{fig['ratio_to_exec_true']}x", "", None),

@@ -53,24 +53,26 @@ def run(bl: BenchLab, args: argparse.Namespace) -> dict[str, Any]:
 
     lo, hi = counts[0], counts[-1]
     fig: dict[str, Any] = {f"hosts_{n}_s": median(s[f"deploy_{n}"]) for n in counts}
-    fig.update({
-        "counts": counts,
-        f"ratio_{hi}_vs_{lo}": ratio(fig[f"hosts_{hi}_s"], fig[f"hosts_{lo}_s"]),
-        "ratio": ratio(fig[f"hosts_{hi}_s"], fig[f"hosts_{lo}_s"]),
-        f"exec_true_{lo}_s": median(s[f"exec_true_{lo}"]),
-        f"exec_true_{hi}_s": median(s[f"exec_true_{hi}"]),
-        "exec_true_ratio": ratio(median(s[f"exec_true_{hi}"]), median(s[f"exec_true_{lo}"])),
-        "peak_rss_mib": {str(n): round(max(v) / 1024, 1) for n, v in rss.items()},
-        "controller_cpu_s": {str(n): median(v) for n, v in cpu.items()},
-        "hosts_cpu_s": {str(n): median(v) for n, v in host_cpu.items()},
-        "controller_peak_rss_mib": round(max(rss[hi]) / 1024, 1),
-        "changed": changed,
-        "round_trips_per_host": sorted({h["round_trips"] for h in check["hosts"]}),
-        "target_ratio": TARGET_RATIO,
-        "samples": {k: [round(x, 2) for x in v] for k, v in s.items()},
-        "rounds": args.rounds,
-        "measured_at": now(),
-    })
+    fig.update(
+        {
+            "counts": counts,
+            f"ratio_{hi}_vs_{lo}": ratio(fig[f"hosts_{hi}_s"], fig[f"hosts_{lo}_s"]),
+            "ratio": ratio(fig[f"hosts_{hi}_s"], fig[f"hosts_{lo}_s"]),
+            f"exec_true_{lo}_s": median(s[f"exec_true_{lo}"]),
+            f"exec_true_{hi}_s": median(s[f"exec_true_{hi}"]),
+            "exec_true_ratio": ratio(median(s[f"exec_true_{hi}"]), median(s[f"exec_true_{lo}"])),
+            "peak_rss_mib": {str(n): round(max(v) / 1024, 1) for n, v in rss.items()},
+            "controller_cpu_s": {str(n): median(v) for n, v in cpu.items()},
+            "hosts_cpu_s": {str(n): median(v) for n, v in host_cpu.items()},
+            "controller_peak_rss_mib": round(max(rss[hi]) / 1024, 1),
+            "changed": changed,
+            "round_trips_per_host": sorted({h["round_trips"] for h in check["hosts"]}),
+            "target_ratio": TARGET_RATIO,
+            "samples": {k: [round(x, 2) for x in v] for k, v in s.items()},
+            "rounds": args.rounds,
+            "measured_at": now(),
+        }
+    )
     return fig
 
 
@@ -78,18 +80,39 @@ def rows(fig: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     counts = fig["counts"]
     lo, hi = counts[0], counts[-1]
     out: list[tuple[str, str, str, bool | None]] = [
-        (f"P3 no-change main job, {n} host{'s' if n > 1 else ''} at once", f"{fig[f'hosts_{n}_s']} s", "",
-         None) for n in counts
+        (
+            f"P3 no-change main job, {n} host{'s' if n > 1 else ''} at once",
+            f"{fig[f'hosts_{n}_s']} s",
+            "",
+            None,
+        )
+        for n in counts
     ]
     out += [
-        (f"P3 ratio {hi} hosts / {lo}", f"{fig['ratio']}x", f"≤{TARGET_RATIO}x",
-         fig["ratio"] <= TARGET_RATIO),
-        (f"P3 floor: exec -- true {hi} / {lo} hosts",
-         f"{fig['exec_true_ratio']}x ({fig[f'exec_true_{hi}_s']}/{fig[f'exec_true_{lo}_s']})", "", None),
+        (
+            f"P3 ratio {hi} hosts / {lo}",
+            f"{fig['ratio']}x",
+            f"≤{TARGET_RATIO}x",
+            fig["ratio"] <= TARGET_RATIO,
+        ),
+        (
+            f"P3 floor: exec -- true {hi} / {lo} hosts",
+            f"{fig['exec_true_ratio']}x ({fig[f'exec_true_{hi}_s']}/{fig[f'exec_true_{lo}_s']})",
+            "",
+            None,
+        ),
         (f"P3 controller peak RSS, {hi} hosts", f"{fig['controller_peak_rss_mib']} MiB", "", None),
-        (f"P3 controller CPU (user+sys), {lo} / {hi} hosts",
-         f"{fig['controller_cpu_s'][str(lo)]} / {fig['controller_cpu_s'][str(hi)]} s", "", None),
-        (f"P3 lab hosts' CPU (all of them), {lo} / {hi} hosts",
-         f"{fig['hosts_cpu_s'][str(lo)]} / {fig['hosts_cpu_s'][str(hi)]} s", "", None),
+        (
+            f"P3 controller CPU (user+sys), {lo} / {hi} hosts",
+            f"{fig['controller_cpu_s'][str(lo)]} / {fig['controller_cpu_s'][str(hi)]} s",
+            "",
+            None,
+        ),
+        (
+            f"P3 lab hosts' CPU (all of them), {lo} / {hi} hosts",
+            f"{fig['hosts_cpu_s'][str(lo)]} / {fig['hosts_cpu_s'][str(hi)]} s",
+            "",
+            None,
+        ),
     ]
     return out

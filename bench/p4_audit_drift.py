@@ -71,32 +71,47 @@ def run(bl: BenchLab, args: argparse.Namespace) -> dict[str, Any]:
     # One host and many hosts in turn, round by round: the ratio's two sides then see the same machine
     # (its speed drifts by tens of percent over minutes); measured one block after the other, the same
     # code gave 1.8x and 2.2x in two runs.
-    s = interleaved(min(args.rounds, big_rounds), {
-        "audit_1": lambda: command("audit", 1), f"audit_{many}": lambda: command("audit", many),
-        "drift_1": lambda: command("drift", 1), f"drift_{many}": lambda: command("drift", many)})
+    s = interleaved(
+        min(args.rounds, big_rounds),
+        {
+            "audit_1": lambda: command("audit", 1),
+            f"audit_{many}": lambda: command("audit", many),
+            "drift_1": lambda: command("drift", 1),
+            f"drift_{many}": lambda: command("drift", many),
+        },
+    )
     extra = args.rounds - big_rounds
-    more = interleaved(abs(extra), {"audit_1": lambda: command("audit", 1),
-                                    "drift_1": lambda: command("drift", 1)} if extra > 0 else {
-        f"audit_{many}": lambda: command("audit", many), f"drift_{many}": lambda: command("drift", many)})
+    more = interleaved(
+        abs(extra),
+        {"audit_1": lambda: command("audit", 1), "drift_1": lambda: command("drift", 1)}
+        if extra > 0
+        else {
+            f"audit_{many}": lambda: command("audit", many),
+            f"drift_{many}": lambda: command("drift", many),
+        },
+    )
     for k, v in more.items():
         s[k] += v
     fig: dict[str, Any] = {f"{k}_s": median(v) for k, v in s.items()}
-    fig.update({
-        "hosts": many,
-        "audit_ratio": ratio(fig[f"audit_{many}_s"], fig["audit_1_s"]),
-        "drift_ratio": ratio(fig[f"drift_{many}_s"], fig["drift_1_s"]),
-        "controller_cpu_s": {k: median(v) for k, v in cpu.items()},
-        "hosts_cpu_s": {k: median(v) for k, v in host_cpu.items()},
-        "hosts_cpu_by_service_s": {k: {name: median(v, 3) for name, v in per.items()}
-                                   for k, per in by_service.items()},
-        "exit_codes": {k: sorted(v) for k, v in exits.items()},
-        "summaries": summaries,
-        "target_one_s": TARGET_ONE_S,
-        "target_ratio": TARGET_RATIO,
-        "samples": {k: [round(x, 2) for x in v] for k, v in s.items()},
-        "rounds": {"one": args.rounds, "many": big_rounds},
-        "measured_at": now(),
-    })
+    fig.update(
+        {
+            "hosts": many,
+            "audit_ratio": ratio(fig[f"audit_{many}_s"], fig["audit_1_s"]),
+            "drift_ratio": ratio(fig[f"drift_{many}_s"], fig["drift_1_s"]),
+            "controller_cpu_s": {k: median(v) for k, v in cpu.items()},
+            "hosts_cpu_s": {k: median(v) for k, v in host_cpu.items()},
+            "hosts_cpu_by_service_s": {
+                k: {name: median(v, 3) for name, v in per.items()} for k, per in by_service.items()
+            },
+            "exit_codes": {k: sorted(v) for k, v in exits.items()},
+            "summaries": summaries,
+            "target_one_s": TARGET_ONE_S,
+            "target_ratio": TARGET_RATIO,
+            "samples": {k: [round(x, 2) for x in v] for k, v in s.items()},
+            "rounds": {"one": args.rounds, "many": big_rounds},
+            "measured_at": now(),
+        }
+    )
     return fig
 
 
@@ -108,15 +123,29 @@ def rows(fig: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         out += [
             (f"P4 {cmd}, 1 host (median)", f"{one} s", f"≤{TARGET_ONE_S:g} s", one <= TARGET_ONE_S),
             (f"P4 {cmd}, {n} hosts", f"{big} s", "", None),
-            (f"P4 {cmd} controller CPU, 1 / {n} hosts",
-             f"{fig['controller_cpu_s'][f'{cmd}_1']} / {fig['controller_cpu_s'][f'{cmd}_{n}']} s", "", None),
-            (f"P4 {cmd} lab hosts' CPU, 1 / {n} hosts",
-             f"{fig['hosts_cpu_s'][f'{cmd}_1']} / {fig['hosts_cpu_s'][f'{cmd}_{n}']} s", "", None),
+            (
+                f"P4 {cmd} controller CPU, 1 / {n} hosts",
+                f"{fig['controller_cpu_s'][f'{cmd}_1']} / {fig['controller_cpu_s'][f'{cmd}_{n}']} s",
+                "",
+                None,
+            ),
+            (
+                f"P4 {cmd} lab hosts' CPU, 1 / {n} hosts",
+                f"{fig['hosts_cpu_s'][f'{cmd}_1']} / {fig['hosts_cpu_s'][f'{cmd}_{n}']} s",
+                "",
+                None,
+            ),
         ]
         split = fig.get("hosts_cpu_by_service_s", {}).get(f"{cmd}_1")
         if split:
-            out.append((f"P4 {cmd} host CPU of 1 host by service",
-                         " / ".join(f"{k} {v}" for k, v in split.items()) + " s", "", None))
+            out.append(
+                (
+                    f"P4 {cmd} host CPU of 1 host by service",
+                    " / ".join(f"{k} {v}" for k, v in split.items()) + " s",
+                    "",
+                    None,
+                )
+            )
         out += [
             (f"P4 {cmd} ratio {n} / 1", f"{r}x", f"≤{TARGET_RATIO:g}x", r is not None and r <= TARGET_RATIO),
         ]

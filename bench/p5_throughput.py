@@ -33,20 +33,25 @@ def stock_host(bl: BenchLab) -> HostState:
     if have:
         return have[0]
     host = (bl.with_role("warm") or bl.add(1, "warm"))[0]
-    preseed = "\n".join([
-        "postfix postfix/main_mailer_type select Internet Site",
-        f"postfix postfix/mailname string {host.fqdn}",
-    ])
-    script = " && ".join([
-        f"printf '%s\\n' {shlex.quote(preseed)} | debconf-set-selections",
-        "DEBIAN_FRONTEND=noninteractive apt-get update -q",
-        "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postfix",
-        f"echo '{DOMAIN} discard:' > /etc/postfix/transport",
-        "postmap /etc/postfix/transport",
-        f"postconf -e relay_domains={DOMAIN} transport_maps=hash:/etc/postfix/transport inet_protocols=ipv4",
-        "systemctl restart postfix",
-        "postfix status",
-    ])
+    preseed = "\n".join(
+        [
+            "postfix postfix/main_mailer_type select Internet Site",
+            f"postfix postfix/mailname string {host.fqdn}",
+        ]
+    )
+    script = " && ".join(
+        [
+            f"printf '%s\\n' {shlex.quote(preseed)} | debconf-set-selections",
+            "DEBIAN_FRONTEND=noninteractive apt-get update -q",
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postfix",
+            f"echo '{DOMAIN} discard:' > /etc/postfix/transport",
+            "postmap /etc/postfix/transport",
+            f"postconf -e relay_domains={DOMAIN} transport_maps=hash:/etc/postfix/transport "
+            "inet_protocols=ipv4",
+            "systemctl restart postfix",
+            "postfix status",
+        ]
+    )
     bl.log(f"P5: installing stock Postfix on {host.name}")
     t = bl.ssh(host, script)
     if t.returncode != 0:
@@ -68,8 +73,22 @@ def drain(bl: BenchLab, host: HostState, timeout: float = 120) -> None:
 
 def blast(bl: BenchLab, host: HostState, messages: int, size: int, sessions: int) -> Timed:
     exe = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
-    argv = [exe, "-s", str(sessions), "-m", str(messages), "-l", str(size), "-M", "controller.lab.test",
-            "-f", "bench@controller.lab.test", "-t", f"bench@{DOMAIN}", f"{host.ip}:25"]
+    argv = [
+        exe,
+        "-s",
+        str(sessions),
+        "-m",
+        str(messages),
+        "-l",
+        str(size),
+        "-M",
+        "controller.lab.test",
+        "-f",
+        "bench@controller.lab.test",
+        "-t",
+        f"bench@{DOMAIN}",
+        f"{host.ip}:25",
+    ]
     t = run_timed(argv, bl.env, timeout=600)
     if t.returncode != 0 or t.stderr.strip():
         raise BenchError(f"smtp-source against {host.name} failed (exit {t.returncode}):\n{t.tail()}")
@@ -114,6 +133,10 @@ def rows(fig: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     return [
         ("P5 deployed Postfix, smtp-source (median)", f"{fig['deployed_msgs_per_s']} msg/s", "", None),
         ("P5 stock Debian Postfix, smtp-source (median)", f"{fig['stock_msgs_per_s']} msg/s", "", None),
-        ("P5 ratio deployed / stock", f"{fig['ratio']}x", f"≥{TARGET_RATIO}x",
-         fig["ratio"] is not None and fig["ratio"] >= TARGET_RATIO),
+        (
+            "P5 ratio deployed / stock",
+            f"{fig['ratio']}x",
+            f"≥{TARGET_RATIO}x",
+            fig["ratio"] is not None and fig["ratio"] >= TARGET_RATIO,
+        ),
     ]

@@ -53,7 +53,5 @@ mailserver = {
         "pop3": {"enabled": False},
         "pop3s": {"enabled": True},
     },
-    "header_checks": [
-        {"pattern": "/^Subject:.*viagra/", "action": "REJECT spam is not accepted here"}
-    ],
+    "header_checks": [{"pattern": "/^Subject:.*viagra/", "action": "REJECT spam is not accepted here"}],
 }

@@ -32,8 +32,11 @@ mailserver = {
             },
             {"address": "carol@hosted.lab.test", "password": {"secret": "carol@hosted.lab.test"}},
             # the audit's own login: a generated token, cheap to verify (see `probe` in the model)
-            {"address": "probe@virtual.lab.test", "password": {"secret": "probe@virtual.lab.test"},
-             "probe": True},
+            {
+                "address": "probe@virtual.lab.test",
+                "password": {"secret": "probe@virtual.lab.test"},
+                "probe": True,
+            },
         ],
         "aliases": {
             "postmaster@virtual.lab.test": ["alice@virtual.lab.test"],

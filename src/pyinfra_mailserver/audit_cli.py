@@ -23,44 +23,67 @@ from pyinfra_mailserver.report import (
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("inventory", help="pyinfra inventory file (e.g. inventories/lab.py)")
-    p.add_argument("--limit", action="append", default=[], metavar="HOST|GROUP",
-                   help="only these hosts or groups (repeatable; pyinfra --limit semantics)")
+    p.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="HOST|GROUP",
+        help="only these hosts or groups (repeatable; pyinfra --limit semantics)",
+    )
     p.add_argument("--data", action="append", default=[], metavar="KEY=VALUE", help="override host data")
     p.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report (one test case per check)")
     p.add_argument("--failures-only", action="store_true", help="table: hide passed checks")
-    p.add_argument("--fail-on", choices=[s.value for s in Severity], default=Severity.LOW.value,
-                   help="lowest severity of a finding that makes the exit code 1 (default: low)")
+    p.add_argument(
+        "--fail-on",
+        choices=[s.value for s in Severity],
+        default=Severity.LOW.value,
+        help="lowest severity of a finding that makes the exit code 1 (default: low)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="show pyinfra's connection log")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add `mailserver drift` and `mailserver audit` to the parser."""
     d = sub.add_parser(
-        "drift", help="compare live hosts with what the inventory renders (read-only)",
+        "drift",
+        help="compare live hosts with what the inventory renders (read-only)",
         description="Compare each host's files, effective Postfix/Dovecot settings, maps, packages, services "
         "and sockets with its Manifest. Exit 0 clean, 1 drift, 2 unreachable host or invalid data.",
     )
     _common(d)
     d.set_defaults(func=run_drift)
     a = sub.add_parser(
-        "audit", help="function and security checks from outside (protocol probes) and inside the hosts",
+        "audit",
+        help="function and security checks from outside (protocol probes) and inside the hosts",
         description="Probe every port the model opens (relay, AUTH, TLS, logins) and check keys, "
         "password files, saslauthd, the queue and the mail log. Exit 0 clean, 1 findings, 2 unreachable "
         "host or invalid data.",
     )
     _common(a)
-    a.add_argument("--ca", metavar="FILE", help="CA file to verify the hosts' certificates with "
-                   "(default: the generated CA in the secrets directory, else the system store)")
+    a.add_argument(
+        "--ca",
+        metavar="FILE",
+        help="CA file to verify the hosts' certificates with "
+        "(default: the generated CA in the secrets directory, else the system store)",
+    )
     a.add_argument("--no-probes", action="store_true", help="skip the outside-in protocol probes")
     a.add_argument("--no-inside", action="store_true", help="skip the checks run on the hosts")
-    a.add_argument("--dns-resolver", metavar="IP", default=None,
-                   help="DNS server for the DNS section (default: host data mailserver_audit.dns_resolver; "
-                   "without one the DNS checks are skipped)")
-    a.add_argument("--log-since", metavar="WHEN", default=None,
-                   help="mail log window: a duration (6h, 30min), or journalctl --since syntax (@EPOCH, "
-                   "'YYYY-MM-DD HH:MM', --log-since=-6h); "
-                   "default: host data mailserver_audit.log_window, else -24h")
+    a.add_argument(
+        "--dns-resolver",
+        metavar="IP",
+        default=None,
+        help="DNS server for the DNS section (default: host data mailserver_audit.dns_resolver; "
+        "without one the DNS checks are skipped)",
+    )
+    a.add_argument(
+        "--log-since",
+        metavar="WHEN",
+        default=None,
+        help="mail log window: a duration (6h, 30min), or journalctl --since syntax (@EPOCH, "
+        "'YYYY-MM-DD HH:MM', --log-since=-6h); "
+        "default: host data mailserver_audit.log_window, else -24h",
+    )
     a.add_argument("--timeout", type=float, default=10.0, help="seconds per network operation (default 10)")
     a.set_defaults(func=run_audit)
 
@@ -70,8 +93,9 @@ def _setup(args: argparse.Namespace) -> None:
     from gevent import monkey
 
     monkey.patch_all()
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO if args.verbose else logging.ERROR,
-                        format="%(message)s")
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO if args.verbose else logging.ERROR, format="%(message)s"
+    )
 
 
 def _emit(args: argparse.Namespace, command: str, results: Sequence[CheckResult]) -> int:
@@ -100,8 +124,15 @@ def _run(args: argparse.Namespace, command: str, body: Callable[[list[Any]], lis
     finally:
         remote.disconnect(targets)
     if not results:
-        results = [CheckResult(f"{command}.hosts", "-", Status.ERROR, "no host with mailserver data to check",
-                               section=command)]
+        results = [
+            CheckResult(
+                f"{command}.hosts",
+                "-",
+                Status.ERROR,
+                "no host with mailserver data to check",
+                section=command,
+            )
+        ]
     return _emit(args, command, results)
 
 
@@ -117,7 +148,12 @@ def run_audit(args: argparse.Namespace) -> int:
     if args.ca and not Path(args.ca).is_file():
         print(f"mailserver audit: --ca {args.ca}: no such file", file=sys.stderr)
         return EXIT_UNREACHABLE
-    options = checks.AuditOptions(ca_file=args.ca, probes=not args.no_probes, inside=not args.no_inside,
-                                  dns_resolver=args.dns_resolver, timeout=args.timeout,
-                                  log_since=args.log_since)
+    options = checks.AuditOptions(
+        ca_file=args.ca,
+        probes=not args.no_probes,
+        inside=not args.no_inside,
+        dns_resolver=args.dns_resolver,
+        timeout=args.timeout,
+        log_since=args.log_since,
+    )
     return _run(args, "audit", lambda targets: checks.run_all(targets, options))

@@ -31,8 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--dry", action="store_true", help="plan only: show what would change, change nothing")
     p.add_argument("--diff", action="store_true", help="show file diffs (secrets masked)")
     p.add_argument("--data", action="append", default=[], help="override host data, KEY=VALUE")
-    p.add_argument("--timings", action="store_true",
-                   help="with --json: each round trip's first words and seconds (for bench/)")
+    p.add_argument(
+        "--timings",
+        action="store_true",
+        help="with --json: each round trip's first words and seconds (for bench/)",
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="pyinfra verbosity")
     p.set_defaults(func=run)
 
@@ -237,37 +240,43 @@ def run(args: argparse.Namespace) -> int:
             # pyinfra shares one name set per operation position across hosts; prefer this host's own.
             name = op_names.get((host.name, op_hash)) or ", ".join(sorted(state.op_meta[op_hash].names))
             if meta.is_complete():
-                ops.append({
-                    "name": name,
-                    "changed": meta.did_change(),
-                    "success": meta.did_succeed(),
-                    "commands": len(meta._commands or []),
-                })
+                ops.append(
+                    {
+                        "name": name,
+                        "changed": meta.did_change(),
+                        "success": meta.did_succeed(),
+                        "commands": len(meta._commands or []),
+                    }
+                )
             else:
                 planned = bool(meta._maybe_is_change)
                 ops.append({"name": name, "changed": planned, "success": None, "commands": 0})
         counter = counters[host]
-        results.append({
-            "host": host.name,
-            "success": host not in state.failed_hosts and host.name not in failed_to_prepare and not crashed,
-            "dry": bool(args.dry),
-            "operations": ops,
-            "changed": sum(1 for o in ops if o["changed"]),
-            "commands_executed": sum(o["commands"] for o in ops),
-            "round_trips": counter.commands + counter.uploads,
-            "shell_commands": counter.commands,
-            "uploads": counter.uploads,
-            "services_reloaded": host_record(host, "reloaded"),
-            "files_changed": host_record(host, "files_changed"),
-            "error": failed_to_prepare.get(host.name),
-            **({"timings": [[w, round(s, 3)] for w, s in counter.timings]} if args.timings else {}),
-            "seconds": {
-                "connect": round(connected - started, 3),
-                "prepare": round(prepared - connected, 3),
-                "execute": round(finished - prepared, 3),
-                "total": round(finished - started, 3),
-            },
-        })
+        results.append(
+            {
+                "host": host.name,
+                "success": host not in state.failed_hosts
+                and host.name not in failed_to_prepare
+                and not crashed,
+                "dry": bool(args.dry),
+                "operations": ops,
+                "changed": sum(1 for o in ops if o["changed"]),
+                "commands_executed": sum(o["commands"] for o in ops),
+                "round_trips": counter.commands + counter.uploads,
+                "shell_commands": counter.commands,
+                "uploads": counter.uploads,
+                "services_reloaded": host_record(host, "reloaded"),
+                "files_changed": host_record(host, "files_changed"),
+                "error": failed_to_prepare.get(host.name),
+                **({"timings": [[w, round(s, 3)] for w, s in counter.timings]} if args.timings else {}),
+                "seconds": {
+                    "connect": round(connected - started, 3),
+                    "prepare": round(prepared - connected, 3),
+                    "execute": round(finished - prepared, 3),
+                    "total": round(finished - started, 3),
+                },
+            }
+        )
     ok = all(r["success"] for r in results) and bool(results)
     if args.json:
         json.dump({"success": ok, "hosts": results, "errors": errors.lines}, sys.stdout, indent=2)

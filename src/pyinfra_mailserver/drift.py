@@ -37,22 +37,31 @@ def sha256(text: str) -> str:
 
 def unified_diff(expected: str, actual: str, path: str, mask: Callable[[str], str]) -> str:
     """The host's edits as a diff from the rendered file, secrets masked, long diffs cut."""
-    lines = list(difflib.unified_diff(
-        mask(expected).splitlines(keepends=True), mask(actual).splitlines(keepends=True),
-        fromfile=f"{path} (manifest)", tofile=f"{path} (host)",
-    ))
+    lines = list(
+        difflib.unified_diff(
+            mask(expected).splitlines(keepends=True),
+            mask(actual).splitlines(keepends=True),
+            fromfile=f"{path} (manifest)",
+            tofile=f"{path} (host)",
+        )
+    )
     if len(lines) > MAX_DIFF_LINES:
         lines = [*lines[:MAX_DIFF_LINES], f"... {len(lines) - MAX_DIFF_LINES} more diff lines\n"]
     return "".join(x if x.endswith("\n") else x + "\n" for x in lines).rstrip("\n")
 
 
-def check_file(checks: CheckSet, f: ManagedFile, st: FileState | None, actual: str | None,
-               mask: Callable[[str], str]) -> None:
+def check_file(
+    checks: CheckSet, f: ManagedFile, st: FileState | None, actual: str | None, mask: Callable[[str], str]
+) -> None:
     """One managed file: present, content hash, owner, group, mode (each difference named)."""
     cid = f"drift.file[{f.path}]"
     if st is None or st.kind != "file":
-        checks.fail(cid, f"{f.path} is missing" if st is None else f"{f.path} is a {st.kind}, not a file",
-                    severity=Severity.HIGH, fix="re-run mailserver deploy")
+        checks.fail(
+            cid,
+            f"{f.path} is missing" if st is None else f"{f.path} is a {st.kind}, not a file",
+            severity=Severity.HIGH,
+            fix="re-run mailserver deploy",
+        )
         return
     problems = []
     detail = ""
@@ -67,9 +76,15 @@ def check_file(checks: CheckSet, f: ManagedFile, st: FileState | None, actual: s
         problems.append(f"owner {st.owner}:{st.group}, expected {f.owner}:{f.group}")
     if not st.mode_matches(f.mode):
         problems.append(f"mode {st.mode}, expected {f.mode}")
-    checks.add(cid, not problems, f"{f.path}: " + "; ".join(problems),
-               ok_message=f"{f.path} as rendered", severity=Severity.HIGH if f.secret else Severity.MEDIUM,
-               fix="re-run mailserver deploy (or put the change into the inventory data)", detail=detail)
+    checks.add(
+        cid,
+        not problems,
+        f"{f.path}: " + "; ".join(problems),
+        ok_message=f"{f.path} as rendered",
+        severity=Severity.HIGH if f.secret else Severity.MEDIUM,
+        fix="re-run mailserver deploy (or put the change into the inventory data)",
+        detail=detail,
+    )
 
 
 def parse_postconf(text: str) -> dict[str, str]:
@@ -153,18 +168,28 @@ def drift_commands(m: Manifest) -> dict[str, str]:
         cmds[f"sock{i}"] = f"test -S {shlex.quote(sock)}"
     cmds["units"] = unit_state_script(m.unit_names(), parts=m.distro.unit_parts)
     if m.distro.family == "debian":
-        cmds["packages"] = ("dpkg-query -W -f='${db:Status-Abbrev}|${Package}\\n' "
-                            + " ".join(shlex.quote(p) for p in m.packages) + " 2>/dev/null; true")
+        cmds["packages"] = (
+            "dpkg-query -W -f='${db:Status-Abbrev}|${Package}\\n' "
+            + " ".join(shlex.quote(p) for p in m.packages)
+            + " 2>/dev/null; true"
+        )
     else:
-        cmds["packages"] = ("rpm -q --qf '%{NAME}\\n' " + " ".join(shlex.quote(p) for p in m.packages)
-                            + " 2>/dev/null | grep -v 'is not installed'; true")
+        cmds["packages"] = (
+            "rpm -q --qf '%{NAME}\\n' "
+            + " ".join(shlex.quote(p) for p in m.packages)
+            + " 2>/dev/null | grep -v 'is not installed'; true"
+        )
     return cmds
 
 
 def installed(m: Manifest, text: str) -> set[str]:
     if m.distro.family == "debian":
-        return {rest for line in text.splitlines() if (status := line.partition("|"))[0].strip() == "ii"
-                for rest in [status[2]]}
+        return {
+            rest
+            for line in text.splitlines()
+            if (status := line.partition("|"))[0].strip() == "ii"
+            for rest in [status[2]]
+        }
     return {line.strip() for line in text.splitlines() if line.strip()}
 
 
@@ -183,15 +208,23 @@ def tls_files(m: Manifest, secrets_dir: Path) -> list[ManagedFile]:
     if not (cert.is_file() and key.is_file() and ca.is_file()):
         return []
     ca_pem = ca.read_text()
-    out = [ManagedFile(plan.cert_path, cert.read_text() + ca_pem, mode="644", service="tls"),
-           ManagedFile(plan.key_path, key.read_text(), mode="600", service="tls", secret=True)]
+    out = [
+        ManagedFile(plan.cert_path, cert.read_text() + ca_pem, mode="644", service="tls"),
+        ManagedFile(plan.key_path, key.read_text(), mode="600", service="tls", secret=True),
+    ]
     if plan.ca_path:
         out.append(ManagedFile(plan.ca_path, ca_pem, mode="644", service="tls"))
     return out
 
 
-def evaluate(m: Manifest, host: str, files: Sequence[ManagedFile], paths: Mapping[str, FileState],
-             contents: Mapping[str, str], sections: Mapping[str, Section]) -> list[CheckResult]:
+def evaluate(
+    m: Manifest,
+    host: str,
+    files: Sequence[ManagedFile],
+    paths: Mapping[str, FileState],
+    contents: Mapping[str, str],
+    sections: Mapping[str, Section],
+) -> list[CheckResult]:
     """All drift verdicts from what was read off the host (pure: unit-tested without hosts)."""
     checks = CheckSet(host, "drift")
     for f in files:
@@ -207,8 +240,13 @@ def evaluate(m: Manifest, host: str, files: Sequence[ManagedFile], paths: Mappin
             bad.append(f"owner {st.owner}:{st.group}, expected {d.owner}:{d.group}")
         if not st.mode_matches(d.mode):
             bad.append(f"mode {st.mode}, expected {d.mode}")
-        checks.add(cid, not bad, f"{d.path}: " + "; ".join(bad), ok_message=f"{d.path} as expected",
-                   fix="re-run mailserver deploy")
+        checks.add(
+            cid,
+            not bad,
+            f"{d.path}: " + "; ".join(bad),
+            ok_message=f"{d.path} as expected",
+            fix="re-run mailserver deploy",
+        )
 
     def section(name: str) -> Section | None:
         s = sections.get(name)
@@ -219,25 +257,41 @@ def evaluate(m: Manifest, host: str, files: Sequence[ManagedFile], paths: Mappin
         checks.error("drift.postconf", "postconf -n did not run: " + (pn.text if pn else "no output"))
     else:
         diffs = compare_params(m.postconf, parse_postconf(pn.text))
-        checks.add("drift.postconf", not diffs, f"main.cf in effect differs in {len(diffs)} parameter(s)",
-                   ok_message=f"postconf -n matches ({len(m.postconf)} parameters)", severity=Severity.HIGH,
-                   fix="re-run mailserver deploy (postconf -e edits are drift too)",
-                   detail=m.mask("\n".join(diffs)))
+        checks.add(
+            "drift.postconf",
+            not diffs,
+            f"main.cf in effect differs in {len(diffs)} parameter(s)",
+            ok_message=f"postconf -n matches ({len(m.postconf)} parameters)",
+            severity=Severity.HIGH,
+            fix="re-run mailserver deploy (postconf -e edits are drift too)",
+            detail=m.mask("\n".join(diffs)),
+        )
     pm = section("postconf_m")
     if pm is None or pm.rc != 0:
         checks.error("drift.postconf_master", "postconf -M did not run: " + (pm.text if pm else "no output"))
     else:
         diffs = compare_master(m.postconf_master, pm.text)
-        checks.add("drift.postconf_master", not diffs, f"master.cf in effect differs in {len(diffs)} entries",
-                   ok_message=f"postconf -M matches ({len(m.postconf_master)} services)",
-                   severity=Severity.HIGH, fix="re-run mailserver deploy", detail=m.mask("\n".join(diffs)))
+        checks.add(
+            "drift.postconf_master",
+            not diffs,
+            f"master.cf in effect differs in {len(diffs)} entries",
+            ok_message=f"postconf -M matches ({len(m.postconf_master)} services)",
+            severity=Severity.HIGH,
+            fix="re-run mailserver deploy",
+            detail=m.mask("\n".join(diffs)),
+        )
     pp = section("postconf_p")
     if pp is not None and pp.rc == 0:
         diffs = compare_params(expected_service_params(m.postconf_master), parse_postconf(pp.text))
-        checks.add("drift.postconf_services", not diffs,
-                   f"per-service parameters (postconf -P) differ in {len(diffs)}",
-                   ok_message="postconf -P matches the master.cf -o options", severity=Severity.HIGH,
-                   fix="re-run mailserver deploy", detail=m.mask("\n".join(diffs)))
+        checks.add(
+            "drift.postconf_services",
+            not diffs,
+            f"per-service parameters (postconf -P) differ in {len(diffs)}",
+            ok_message="postconf -P matches the master.cf -o options",
+            severity=Severity.HIGH,
+            fix="re-run mailserver deploy",
+            detail=m.mask("\n".join(diffs)),
+        )
     if m.doveconf:
         dc = section("doveconf")
         if dc is None or dc.rc != 0:
@@ -245,9 +299,15 @@ def evaluate(m: Manifest, host: str, files: Sequence[ManagedFile], paths: Mappin
         else:
             have = parse_doveconf(dc.text)
             diffs = [d for d in compare_params(m.doveconf, have) if not d.endswith("not in the manifest")]
-            checks.add("drift.doveconf", not diffs, f"Dovecot settings differ in {len(diffs)} key(s)",
-                       ok_message=f"doveconf matches ({len(m.doveconf)} settings)", severity=Severity.HIGH,
-                       fix="re-run mailserver deploy", detail=m.mask("\n".join(diffs)))
+            checks.add(
+                "drift.doveconf",
+                not diffs,
+                f"Dovecot settings differ in {len(diffs)} key(s)",
+                ok_message=f"doveconf matches ({len(m.doveconf)} settings)",
+                severity=Severity.HIGH,
+                fix="re-run mailserver deploy",
+                detail=m.mask("\n".join(diffs)),
+            )
     for i, mp in enumerate(m.maps):
         cid = f"drift.map[{mp.source}]"
         src, out = paths.get(mp.source), paths.get(map_output(mp))
@@ -257,25 +317,35 @@ def evaluate(m: Manifest, host: str, files: Sequence[ManagedFile], paths: Mappin
             checks.fail(cid, f"{map_output(mp)} is missing", severity=Severity.HIGH, fix=fix)
             continue
         if src is not None and out.mtime < src.mtime:
-            checks.fail(cid, f"{map_output(mp)} is older than {mp.source}: Postfix uses stale data",
-                        severity=Severity.HIGH, fix=fix)
+            checks.fail(
+                cid,
+                f"{map_output(mp)} is older than {mp.source}: Postfix uses stale data",
+                severity=Severity.HIGH,
+                fix=fix,
+            )
             continue
         q = section(f"map{i}")
         if mp.sample_key is not None and (q is None or q.rc != 0):
-            checks.fail(cid, f"{cmd} -q {mp.sample_key!r} {mp.spec} finds nothing", severity=Severity.HIGH,
-                        fix=fix)
+            checks.fail(
+                cid, f"{cmd} -q {mp.sample_key!r} {mp.spec} finds nothing", severity=Severity.HIGH, fix=fix
+            )
             continue
         checks.passed(cid, f"{map_output(mp)} up to date" + (" and answers" if mp.sample_key else ""))
     pk = sections.get("packages")
     if pk is not None:
         have_pk = installed(m, pk.text)
         missing = [p for p in m.packages if p not in have_pk]
-        checks.add("drift.packages", not missing, f"not installed: {', '.join(missing)}",
-                   ok_message=f"{len(m.packages)} packages installed", severity=Severity.HIGH,
-                   fix="re-run mailserver deploy")
+        checks.add(
+            "drift.packages",
+            not missing,
+            f"not installed: {', '.join(missing)}",
+            ok_message=f"{len(m.packages)} packages installed",
+            severity=Severity.HIGH,
+            fix="re-run mailserver deploy",
+        )
     units: dict[str, tuple[str, str]] = {}
     un = sections.get("units")
-    for line in (un.lines if un else []):
+    for line in un.lines if un else []:
         unit, active, enabled = [*line.split("|"), "", ""][:3]
         units[unit] = (active, enabled)
     for svc in m.services:
@@ -287,14 +357,24 @@ def evaluate(m: Manifest, host: str, files: Sequence[ManagedFile], paths: Mappin
             bad.append(f"not enabled at boot ({enabled})")
         stale = [old for old in svc.replaces if units.get(old, ("", ""))[0] in RUNNING_STATES]
         bad += [f"still runs as {old} (a unit of the release before)" for old in stale]
-        checks.add(f"drift.service[{svc.name}]", not bad, f"{svc.unit}: " + ", ".join(bad),
-                   ok_message=f"{svc.unit} running and enabled", severity=Severity.HIGH,
-                   fix="re-run mailserver deploy" if stale else f"systemctl enable --now {svc.unit}")
+        checks.add(
+            f"drift.service[{svc.name}]",
+            not bad,
+            f"{svc.unit}: " + ", ".join(bad),
+            ok_message=f"{svc.unit} running and enabled",
+            severity=Severity.HIGH,
+            fix="re-run mailserver deploy" if stale else f"systemctl enable --now {svc.unit}",
+        )
     for i, sock in enumerate(m.sockets):
         s = sections.get(f"sock{i}")
-        checks.add(f"drift.socket[{sock}]", s is not None and s.rc == 0, f"{sock}: no socket",
-                   ok_message=f"{sock} present", severity=Severity.HIGH,
-                   fix="restart the service that owns it (saslauthd / dovecot) and check its socket path")
+        checks.add(
+            f"drift.socket[{sock}]",
+            s is not None and s.rc == 0,
+            f"{sock}: no socket",
+            ok_message=f"{sock} present",
+            severity=Severity.HIGH,
+            fix="restart the service that owns it (saslauthd / dovecot) and check its socket path",
+        )
     return checks.results
 
 
@@ -304,15 +384,31 @@ def evaluate_accounts(m: Manifest, host: str, state: AccountState) -> list[Check
     checks = CheckSet(host, "drift")
     for g in m.groups:
         have_g = state.groups.get(g.name)
-        why = "missing" if have_g is None else (
-            f"gid {have_g['gid']}, expected {g.gid}" if g.gid is not None and have_g["gid"] != g.gid else "")
-        checks.add(f"drift.group[{g.name}]", not why, f"group {g.name}: {why}", ok_message=f"group {g.name}",
-                   fix="re-run mailserver deploy")
+        why = (
+            "missing"
+            if have_g is None
+            else (
+                f"gid {have_g['gid']}, expected {g.gid}"
+                if g.gid is not None and have_g["gid"] != g.gid
+                else ""
+            )
+        )
+        checks.add(
+            f"drift.group[{g.name}]",
+            not why,
+            f"group {g.name}: {why}",
+            ok_message=f"group {g.name}",
+            fix="re-run mailserver deploy",
+        )
     for u in m.users:
         have = state.users.get(u.name)
         if have is None:
-            checks.fail(f"drift.user[{u.name}]", f"user {u.name}: missing", severity=Severity.HIGH,
-                        fix="re-run mailserver deploy")
+            checks.fail(
+                f"drift.user[{u.name}]",
+                f"user {u.name}: missing",
+                severity=Severity.HIGH,
+                fix="re-run mailserver deploy",
+            )
             continue
         bad: list[str] = []
         if u.uid is not None and have["uid"] != u.uid:
@@ -331,9 +427,14 @@ def evaluate_accounts(m: Manifest, host: str, state: AccountState) -> list[Check
             bad.append(f"not in group(s) {', '.join(missing)}")
         if u.password_hash and have.get("password_sha256") != sha256(u.password_hash):
             bad.append("password differs from the inventory's hash")
-        checks.add(f"drift.user[{u.name}]", not bad, f"user {u.name}: " + "; ".join(bad),
-                   ok_message=f"user {u.name} as expected", severity=Severity.HIGH,
-                   fix="re-run mailserver deploy")
+        checks.add(
+            f"drift.user[{u.name}]",
+            not bad,
+            f"user {u.name}: " + "; ".join(bad),
+            ok_message=f"user {u.name} as expected",
+            severity=Severity.HIGH,
+            fix="re-run mailserver deploy",
+        )
     return checks.results
 
 
@@ -370,15 +471,26 @@ def run_drift(target: Target) -> list[CheckResult]:
     files = [f for f in files if not (f.path in seen or seen.add(f.path))]  # type: ignore[func-returns-value]
     paths: dict[str, FileState] = target.fact(ManagedPaths, paths=managed_paths(m, files))
     sections = target.run(drift_commands(m))
-    changed = [f.path for f in files if not f.secret and (st := paths.get(f.path)) is not None
-               and st.kind == "file" and st.sha256 != sha256(f.content)]
+    changed = [
+        f.path
+        for f in files
+        if not f.secret
+        and (st := paths.get(f.path)) is not None
+        and st.kind == "file"
+        and st.sha256 != sha256(f.content)
+    ]
     contents = read_contents(target, changed)
     results = evaluate(m, target.name, files, paths, contents, sections)
     if m.users or m.groups:
         # every group a user must be in is read too (as the deploy's account_state does), or membership
         # in a package-made group (postfix in sasl) would look missing
-        group_names = tuple(sorted({g.name for g in m.groups} | {g for u in m.users for g in u.groups}
-                                   | {u.group for u in m.users if u.group}))
+        group_names = tuple(
+            sorted(
+                {g.name for g in m.groups}
+                | {g for u in m.users for g in u.groups}
+                | {u.group for u in m.users if u.group}
+            )
+        )
         state: AccountState = target.fact(Accounts, users=tuple(u.name for u in m.users), groups=group_names)
         results += evaluate_accounts(m, target.name, state)
     return results
@@ -392,7 +504,15 @@ def run_all(targets: Sequence[Target]) -> list[CheckResult]:
         try:
             return run_drift(t)
         except Exception as e:
-            return [CheckResult("drift.host", t.name, Status.ERROR, f"drift failed: {type(e).__name__}: {e}",
-                                Severity.HIGH, section="drift")]
+            return [
+                CheckResult(
+                    "drift.host",
+                    t.name,
+                    Status.ERROR,
+                    f"drift failed: {type(e).__name__}: {e}",
+                    Severity.HIGH,
+                    section="drift",
+                )
+            ]
 
     return in_parallel(one, list(targets))

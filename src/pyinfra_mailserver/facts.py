@@ -51,25 +51,25 @@ def unit_state_script(units: tuple[str, ...], prefix: str = "", parts: tuple[str
     # common case, where sed, a second awk and their subshells used to run too (host CPU, see above).
     # Unit names come from systemd (letters, digits, ":-_.@\"), quoted for the shell all the same.
     awk = (
-        "function block(b,  f, i, k, v) { id = a = e = c = t = \"\"; split(b, f, \"\\n\"); "
-        "for (i in f) { k = f[i]; sub(/=.*/, \"\", k); v = substr(f[i], length(k) + 2); "
-        "if (k == \"Id\") id = v; else if (k == \"ActiveState\") a = v; "
-        "else if (k == \"UnitFileState\") e = v; else if (k == \"ConsistsOf\") c = v; "
-        "else if (k == \"Type\") t = v } "
-        "if (t != \"\" && t != \"oneshot\") c = \"\" } "
-        "BEGIN { RS = \"\" } "
+        'function block(b,  f, i, k, v) { id = a = e = c = t = ""; split(b, f, "\\n"); '
+        'for (i in f) { k = f[i]; sub(/=.*/, "", k); v = substr(f[i], length(k) + 2); '
+        'if (k == "Id") id = v; else if (k == "ActiveState") a = v; '
+        'else if (k == "UnitFileState") e = v; else if (k == "ConsistsOf") c = v; '
+        'else if (k == "Type") t = v } '
+        'if (t != "" && t != "oneshot") c = "" } '
+        'BEGIN { RS = "" } '
         "{ block($0); n++; if (n <= want) { I[n] = id; A[n] = a; E[n] = e; C[n] = c } else S[id] = a } "
-        "END { q = \"\"; for (j = 1; j <= want; j++) { split(C[j], ps, \" \"); "
-        "for (p in ps) if (ps[p] != \"\" && !(ps[p] in S) && !(ps[p] in Q)) { Q[ps[p]] = 1; "
-        "q = q \" '\" ps[p] \"'\" } } "
-        "if (q != \"\") { cmd = \"systemctl show -p Id,ActiveState\" q \" 2>/dev/null\"; "
+        'END { q = ""; for (j = 1; j <= want; j++) { split(C[j], ps, " "); '
+        'for (p in ps) if (ps[p] != "" && !(ps[p] in S) && !(ps[p] in Q)) { Q[ps[p]] = 1; '
+        'q = q " \'" ps[p] "\'" } } '
+        'if (q != "") { cmd = "systemctl show -p Id,ActiveState" q " 2>/dev/null"; '
         "while ((cmd | getline b) > 0) { block(b); S[id] = a } close(cmd) } "
-        "for (j = 1; j <= want; j++) { a = A[j]; e = E[j]; split(C[j], ps, \" \"); "
-        "for (p in ps) if (a == \"active\" && ps[p] != \"\" && S[ps[p]] != \"active\") "
-        "a = (S[ps[p]] == \"\" ? \"unknown\" : S[ps[p]]); "
-        "if (e == \"generated\") { cmd = \"systemctl is-enabled '\" I[j] \"' 2>/dev/null\"; "
+        'for (j = 1; j <= want; j++) { a = A[j]; e = E[j]; split(C[j], ps, " "); '
+        'for (p in ps) if (a == "active" && ps[p] != "" && S[ps[p]] != "active") '
+        'a = (S[ps[p]] == "" ? "unknown" : S[ps[p]]); '
+        'if (e == "generated") { cmd = "systemctl is-enabled \'" I[j] "\' 2>/dev/null"; '
         "if ((cmd | getline v) > 0) e = v; close(cmd) } "
-        f"printf \"{prefix}%s|%s|%s\\n\", U[j], a, e }} }}"
+        f'printf "{prefix}%s|%s|%s\\n", U[j], a, e }} }}'
     )
     names = " ".join(f"U[{i}] = {json.dumps(u)};" for i, u in enumerate(units, 1))
     return (
@@ -355,7 +355,7 @@ class MailHostSnapshot(FactBase[Snapshot]):
         current: list[str] = []
         for line in output:
             if line.startswith(SECTION):
-                current = sections.setdefault(line[len(SECTION):], [])
+                current = sections.setdefault(line[len(SECTION) :], [])
             else:
                 current.append(line)
         get = sections.get

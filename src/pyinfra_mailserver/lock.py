@@ -37,9 +37,11 @@ def lock_command(path: str, sudo: bool = False) -> str:
     the lock is taken; anything else (no flock on the host) is reported as such, not as a busy host.
     """
     d, p = shlex.quote(posixpath.dirname(path)), shlex.quote(path)
-    inner = (f"umask 077; [ -d {d} ] || mkdir -p {d} || exit 1; exec 9>>{p} || exit 1; "
-             "if flock -n 9; then echo LOCKED; exec cat >/dev/null; "
-             "elif [ $? -eq 1 ]; then echo BUSY; else echo NOFLOCK; fi")
+    inner = (
+        f"umask 077; [ -d {d} ] || mkdir -p {d} || exit 1; exec 9>>{p} || exit 1; "
+        "if flock -n 9; then echo LOCKED; exec cat >/dev/null; "
+        "elif [ $? -eq 1 ]; then echo BUSY; else echo NOFLOCK; fi"
+    )
     cmd = f"sh -c {shlex.quote(inner)}"
     return f"sudo -n {cmd}" if sudo else cmd
 
@@ -80,8 +82,10 @@ def acquire(host: Any, path: str | None = None, timeout: float = 30) -> bool:
             "wait for it to finish and run again"
         )
     if word == "NOFLOCK":
-        raise DeployLocked(f"{host.name}: cannot take the deploy lock {path}: the host has no working "
-                           "`flock` (util-linux); install it and run again")
+        raise DeployLocked(
+            f"{host.name}: cannot take the deploy lock {path}: the host has no working "
+            "`flock` (util-linux); install it and run again"
+        )
     raise DeployLocked(f"{host.name}: could not take the deploy lock {path} (answer {word!r})")
 
 

@@ -62,9 +62,16 @@ class CheckResult:
 
     def to_dict(self) -> dict[str, Any]:
         # spelled out: dataclasses.asdict deep-copies every field, a tenth of a fleet audit's report time
-        return {"id": self.id, "host": self.host, "status": str(self.status), "message": self.message,
-                "severity": str(self.severity), "fix": self.fix, "detail": self.detail,
-                "section": self.section}
+        return {
+            "id": self.id,
+            "host": self.host,
+            "status": str(self.status),
+            "message": self.message,
+            "severity": str(self.severity),
+            "fix": self.fix,
+            "detail": self.detail,
+            "section": self.section,
+        }
 
 
 # A failed check is a "finding"; the name reads better where only failures are meant.
@@ -79,8 +86,17 @@ class CheckSet:
     section: str
     results: list[CheckResult] = field(default_factory=list)
 
-    def add(self, id: str, ok: bool, message: str, *, severity: Severity = Severity.MEDIUM,
-            fix: str = "", detail: str = "", ok_message: str | None = None) -> CheckResult:
+    def add(
+        self,
+        id: str,
+        ok: bool,
+        message: str,
+        *,
+        severity: Severity = Severity.MEDIUM,
+        fix: str = "",
+        detail: str = "",
+        ok_message: str | None = None,
+    ) -> CheckResult:
         """A pass when `ok`, else a fail with `message`, `fix` and `detail`."""
         if ok:
             r = CheckResult(id, self.host, Status.PASS, ok_message or message, severity, section=self.section)
@@ -92,8 +108,9 @@ class CheckSet:
     def passed(self, id: str, message: str, severity: Severity = Severity.MEDIUM) -> CheckResult:
         return self.add(id, True, message, severity=severity)
 
-    def fail(self, id: str, message: str, *, severity: Severity = Severity.MEDIUM, fix: str = "",
-             detail: str = "") -> CheckResult:
+    def fail(
+        self, id: str, message: str, *, severity: Severity = Severity.MEDIUM, fix: str = "", detail: str = ""
+    ) -> CheckResult:
         return self.add(id, False, message, severity=severity, fix=fix, detail=detail)
 
     def skip(self, id: str, reason: str, severity: Severity = Severity.INFO) -> CheckResult:
@@ -107,8 +124,9 @@ class CheckSet:
         return r
 
 
-def in_parallel(fn: Callable[[T], list[CheckResult]], items: Sequence[T],
-                workers: int = 16) -> list[CheckResult]:
+def in_parallel(
+    fn: Callable[[T], list[CheckResult]], items: Sequence[T], workers: int = 16
+) -> list[CheckResult]:
     """`fn` over `items` concurrently, results in the order of `items` (reports must be stable).
 
     Under the CLI's gevent patching the threads are greenlets, as pyinfra's own per-host work is; without
@@ -147,8 +165,9 @@ def to_json(results: Sequence[CheckResult], command: str, fail_on: Severity = Se
     """Machine-readable output: every result plus the counts and the exit code it implies."""
     # One result per line: readable, and encoded by json's C encoder (indent= takes the pure-Python one,
     # which was most of a 10-host report's time).
-    head = json.dumps({"command": command, "summary": summary(results),
-                       "exit_code": exit_code(results, fail_on)}, indent=2)
+    head = json.dumps(
+        {"command": command, "summary": summary(results), "exit_code": exit_code(results, fail_on)}, indent=2
+    )
     rows = ",\n    ".join(json.dumps(r.to_dict()) for r in results)
     return head[:-2] + (',\n  "results": [\n    ' + rows + "\n  ]\n}" if results else ',\n  "results": []\n}')
 
@@ -167,8 +186,13 @@ def to_junit(results: Sequence[CheckResult], command: str) -> str:
     for host, items in by_host.items():
         counts = summary(items)
         suite = ET.SubElement(
-            root, "testsuite", name=f"{command}.{host}", tests=str(len(items)),
-            failures=str(counts["fail"]), errors=str(counts["error"]), skipped=str(counts["skip"]),
+            root,
+            "testsuite",
+            name=f"{command}.{host}",
+            tests=str(len(items)),
+            failures=str(counts["fail"]),
+            errors=str(counts["error"]),
+            skipped=str(counts["skip"]),
         )
         for r in items:
             case = ET.SubElement(suite, "testcase", classname=f"{command}.{host}", name=r.id)
@@ -186,8 +210,14 @@ def to_junit(results: Sequence[CheckResult], command: str) -> str:
 _STYLE = {Status.PASS: "green", Status.FAIL: "red", Status.SKIP: "yellow", Status.ERROR: "magenta"}
 
 
-def print_table(results: Sequence[CheckResult], command: str, file: IO[str] | None = None,
-                show_passed: bool = True, show_detail: bool = True, fail_on: Severity = Severity.LOW) -> None:
+def print_table(
+    results: Sequence[CheckResult],
+    command: str,
+    file: IO[str] | None = None,
+    show_passed: bool = True,
+    show_detail: bool = True,
+    fail_on: Severity = Severity.LOW,
+) -> None:
     """The human view: one row per check, findings with their fix, then diffs, then the counts."""
     from rich.console import Console
     from rich.table import Table
@@ -203,8 +233,14 @@ def print_table(results: Sequence[CheckResult], command: str, file: IO[str] | No
         if r.status is Status.PASS and not show_passed:
             continue
         # Text, not markup: ids like drift.file[/etc/postfix/main.cf] would read as closing tags
-        table.add_row(Text(r.host), Text(r.id), Text(str(r.status), style=_STYLE[r.status]),
-                      Text(str(r.severity) if r.status is Status.FAIL else ""), Text(r.message), Text(r.fix))
+        table.add_row(
+            Text(r.host),
+            Text(r.id),
+            Text(str(r.status), style=_STYLE[r.status]),
+            Text(str(r.severity) if r.status is Status.FAIL else ""),
+            Text(r.message),
+            Text(r.fix),
+        )
     console.print(table)
     if show_detail:
         for r in results:

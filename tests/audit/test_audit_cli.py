@@ -33,9 +33,16 @@ def inventory(tmp_path: Path, data: str) -> Path:
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([MAILSERVER, *args], cwd=cwd, capture_output=True, text=True, timeout=120,
-                          check=False, stdin=subprocess.DEVNULL,
-                          env={"PATH": "/usr/bin:/bin", "MAILSERVER_SECRETS_DIR": str(cwd / "secrets")})
+    return subprocess.run(
+        [MAILSERVER, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        env={"PATH": "/usr/bin:/bin", "MAILSERVER_SECRETS_DIR": str(cwd / "secrets")},
+    )
 
 
 VALID = 'mailserver = {"identity": {"mynetworks": ["127.0.0.0/8"]}}\n'

@@ -37,20 +37,20 @@ def _rdata(qtype: str, value: str) -> bytes:
         return struct.pack("!H", int(pref)) + dns.encode_name(host)
     if qtype == "TXT":
         raw = value.encode()
-        return b"".join(bytes([len(raw[i:i + 255])]) + raw[i:i + 255] for i in range(0, len(raw), 255))
+        return b"".join(bytes([len(raw[i : i + 255])]) + raw[i : i + 255] for i in range(0, len(raw), 255))
     return dns.encode_name(value)
 
 
 def _answer(query: bytes, zone: Zone) -> bytes:
     qid = struct.unpack("!H", query[:2])[0]
     name, off = dns._read_name(query, 12)
-    qtype_n = struct.unpack("!H", query[off:off + 2])[0]
+    qtype_n = struct.unpack("!H", query[off : off + 2])[0]
     qtype = dns.NAMES[qtype_n]
     values = zone.get((name.lower(), qtype), [])
     known = any(n == name.lower() for n, _ in zone)
     rcode = 0 if values or known else 3
     header = struct.pack("!HHHHHH", qid, 0x8180 | rcode, 1, len(values), 0, 0)
-    question = query[12:off + 4]
+    question = query[12 : off + 4]
     answers = b""
     for v in values:
         rd = _rdata(qtype, v)
@@ -87,10 +87,20 @@ def resolver(zone: Zone, silent: bool = False) -> Iterator[str]:
 
 def manifest() -> Manifest:
     return Manifest(
-        hostname="mx1.example.org", distro=distro.DEBIAN, packages=(), debconf=(), groups=(), users=(),
-        directories=(), files=(), maps=(), services=(), ports=(),
+        hostname="mx1.example.org",
+        distro=distro.DEBIAN,
+        packages=(),
+        debconf=(),
+        groups=(),
+        users=(),
+        directories=(),
+        files=(),
+        maps=(),
+        services=(),
+        ports=(),
         tls=TlsPlan("generate", "/c", "/k", None, ("mx1.example.org",)),
-        postconf={"mydomain": "example.org"}, postconf_master=(),
+        postconf={"mydomain": "example.org"},
+        postconf_master=(),
     )
 
 

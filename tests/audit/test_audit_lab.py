@@ -48,8 +48,15 @@ class Hosts:
         self.release = release
         [self.saslauthd] = lab.up(1, variant="saslauthd", release=release)
         [self.virtual] = lab.up(1, variant="virtual", release=release)
-        r = subprocess.run([MAILSERVER, "secrets", "generate", INVENTORY], env=lab.env, cwd=REPO,
-                           capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
+        r = subprocess.run(
+            [MAILSERVER, "secrets", "generate", INVENTORY],
+            env=lab.env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
         assert r.returncode == 0, r.stdout + r.stderr
         self.deploy(self.saslauthd, self.virtual)
 
@@ -57,14 +64,29 @@ class Hosts:
         argv = [MAILSERVER, "deploy", INVENTORY, "--json"]
         for h in hosts:
             argv += ["--limit", h.fqdn]
-        r = subprocess.run(argv, env=self.lab.env, cwd=REPO, capture_output=True, text=True, timeout=1800,
-                           check=False, stdin=subprocess.DEVNULL)
+        r = subprocess.run(
+            argv,
+            env=self.lab.env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
         assert r.returncode == 0, f"deploy failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
 
     def check(self, command: str, host: Any, *extra: str) -> Run:
-        r = subprocess.run([MAILSERVER, command, INVENTORY, "--limit", host.fqdn, "--json", *extra],
-                           env=self.lab.env, cwd=REPO, capture_output=True, text=True, timeout=600,
-                           check=False, stdin=subprocess.DEVNULL)
+        r = subprocess.run(
+            [MAILSERVER, command, INVENTORY, "--limit", host.fqdn, "--json", *extra],
+            env=self.lab.env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
         try:
             report = json.loads(r.stdout)
         except json.JSONDecodeError:
@@ -97,7 +119,8 @@ def test_fresh_host_has_no_findings(hosts: Hosts, variant: str, tmp_path: Path) 
     junit = tmp_path / "audit.xml"
     audit = hosts.check("audit", host, "--junit", str(junit))
     assert audit.rc == 0 and not audit.failing(), [
-        (r["id"], r["message"], r["detail"]) for r in audit.report["results"] if r["status"] != "pass"]
+        (r["id"], r["message"], r["detail"]) for r in audit.report["results"] if r["status"] != "pass"
+    ]
     # what a clean result is made of: the probes really logged in, and skipped checks stay skipped
     assert audit.status("smtp.open_relay[25]") == "pass"
     assert audit.status("imap.login[993]") == "pass"
@@ -132,15 +155,33 @@ def test_drift_and_audit_change_nothing(hosts: Hosts) -> None:
 def test_several_hosts_in_one_run(hosts: Hosts, tmp_path: Path) -> None:
     """One command over both hosts (as CI runs it over a fleet): one JUnit suite per host, still clean."""
     junit = tmp_path / "drift.xml"
-    r = subprocess.run([MAILSERVER, "drift", INVENTORY, "--limit", hosts.saslauthd.fqdn, "--limit",
-                        hosts.virtual.fqdn, "--junit", str(junit), "--failures-only"], env=hosts.lab.env,
-                       cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
-                       stdin=subprocess.DEVNULL)
+    r = subprocess.run(
+        [
+            MAILSERVER,
+            "drift",
+            INVENTORY,
+            "--limit",
+            hosts.saslauthd.fqdn,
+            "--limit",
+            hosts.virtual.fqdn,
+            "--junit",
+            str(junit),
+            "--failures-only",
+        ],
+        env=hosts.lab.env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "0 fail, 0 skip, 0 error" in r.stdout  # the table's summary line
     suites = ET.parse(junit).getroot().findall("testsuite")
     assert sorted(s.get("name") for s in suites) == sorted(
-        f"drift.{h.fqdn}" for h in (hosts.saslauthd, hosts.virtual))
+        f"drift.{h.fqdn}" for h in (hosts.saslauthd, hosts.virtual)
+    )
     assert all(int(s.get("tests") or 0) > 20 and s.get("failures") == "0" for s in suites)
 
 
@@ -152,39 +193,77 @@ def _probe_login(hosts: Hosts, host: Any) -> str:
 
 # (name, variant, break command, {command: check ids that must fail})
 BREAKS: list[tuple[str, str, str, dict[str, set[str]]]] = [
-    ("main_cf_parameter", "saslauthd",
-     "sed -i 's/^message_size_limit = .*/message_size_limit = 999/' /etc/postfix/main.cf",
-     {"drift": {"drift.file[/etc/postfix/main.cf]", "drift.postconf"}}),
-    ("aliases_line_without_newaliases", "saslauthd", "sed -i '/^admins:/d' /etc/aliases",
-     {"drift": {"drift.file[/etc/aliases]", "drift.map[/etc/aliases]"}}),
-    ("stale_map", "saslauthd",
-     "touch -r /etc/postfix/transport.db -d '+1 second' /etc/postfix/transport",
-     {"drift": {"drift.map[/etc/postfix/transport]"}}),
-    ("private_key_644", "saslauthd", "chmod 644 /etc/ssl/private/{fqdn}.key",
-     {"audit": {"files.private_key"}, "drift": {"drift.file[/etc/ssl/private/{fqdn}.key]"}}),
-    ("dovecot_stopped", "virtual", "systemctl stop dovecot",
-     {"audit": {"imap.reachable[993]", "imap.reachable[143]"}, "drift": {"drift.service[dovecot]"}}),
-    ("open_relay_mynetworks", "saslauthd", "postconf -e mynetworks=0.0.0.0/0 && postfix reload",
-     {"audit": {"smtp.open_relay[25]"}, "drift": {"drift.postconf"}}),
-    ("tls_1_0_allowed", "saslauthd",
-     "postconf -e 'smtpd_tls_protocols=>=TLSv1' 'smtpd_tls_mandatory_protocols=>=TLSv1' "
-     "'tls_medium_cipherlist=DEFAULT:@SECLEVEL=0' && postfix reload",
-     {"audit": {"tls.v1_refused[25]", "tls.v1_refused[587]"}, "drift": {"drift.postconf"}}),
-    ("dovecot_plaintext_auth", "virtual",  # Dovecot 2.3's spelling, then 2.4's (each a no-op on the other)
-     "sed -i 's/^disable_plaintext_auth = yes/disable_plaintext_auth = no/; "
-     "s/^auth_allow_cleartext = no/auth_allow_cleartext = yes/' /etc/dovecot/conf.d/10-auth.conf"
-     " && sed -i 's/^ssl = required/ssl = yes/' /etc/dovecot/conf.d/10-ssl.conf && systemctl reload dovecot",
-     {"audit": {"imap.plaintext_auth_refused[143]"}, "drift": {"drift.doveconf"}}),
-    ("mailbox_entry_deleted", "virtual", "sed -i '/^{login}:/d' /etc/dovecot/users",
-     {"audit": {"imap.login[993]"}, "drift": {"drift.file[/etc/dovecot/users]"}}),
-    ("saslauthd_stopped", "saslauthd", "systemctl stop saslauthd",
-     {"audit": {"saslauthd.running", "smtp.login[587]"}, "drift": {"drift.service[saslauthd]"}}),
+    (
+        "main_cf_parameter",
+        "saslauthd",
+        "sed -i 's/^message_size_limit = .*/message_size_limit = 999/' /etc/postfix/main.cf",
+        {"drift": {"drift.file[/etc/postfix/main.cf]", "drift.postconf"}},
+    ),
+    (
+        "aliases_line_without_newaliases",
+        "saslauthd",
+        "sed -i '/^admins:/d' /etc/aliases",
+        {"drift": {"drift.file[/etc/aliases]", "drift.map[/etc/aliases]"}},
+    ),
+    (
+        "stale_map",
+        "saslauthd",
+        "touch -r /etc/postfix/transport.db -d '+1 second' /etc/postfix/transport",
+        {"drift": {"drift.map[/etc/postfix/transport]"}},
+    ),
+    (
+        "private_key_644",
+        "saslauthd",
+        "chmod 644 /etc/ssl/private/{fqdn}.key",
+        {"audit": {"files.private_key"}, "drift": {"drift.file[/etc/ssl/private/{fqdn}.key]"}},
+    ),
+    (
+        "dovecot_stopped",
+        "virtual",
+        "systemctl stop dovecot",
+        {"audit": {"imap.reachable[993]", "imap.reachable[143]"}, "drift": {"drift.service[dovecot]"}},
+    ),
+    (
+        "open_relay_mynetworks",
+        "saslauthd",
+        "postconf -e mynetworks=0.0.0.0/0 && postfix reload",
+        {"audit": {"smtp.open_relay[25]"}, "drift": {"drift.postconf"}},
+    ),
+    (
+        "tls_1_0_allowed",
+        "saslauthd",
+        "postconf -e 'smtpd_tls_protocols=>=TLSv1' 'smtpd_tls_mandatory_protocols=>=TLSv1' "
+        "'tls_medium_cipherlist=DEFAULT:@SECLEVEL=0' && postfix reload",
+        {"audit": {"tls.v1_refused[25]", "tls.v1_refused[587]"}, "drift": {"drift.postconf"}},
+    ),
+    (
+        "dovecot_plaintext_auth",
+        "virtual",  # Dovecot 2.3's spelling, then 2.4's (each a no-op on the other)
+        "sed -i 's/^disable_plaintext_auth = yes/disable_plaintext_auth = no/; "
+        "s/^auth_allow_cleartext = no/auth_allow_cleartext = yes/' /etc/dovecot/conf.d/10-auth.conf"
+        " && sed -i 's/^ssl = required/ssl = yes/' /etc/dovecot/conf.d/10-ssl.conf"
+        " && systemctl reload dovecot",
+        {"audit": {"imap.plaintext_auth_refused[143]"}, "drift": {"drift.doveconf"}},
+    ),
+    (
+        "mailbox_entry_deleted",
+        "virtual",
+        "sed -i '/^{login}:/d' /etc/dovecot/users",
+        {"audit": {"imap.login[993]"}, "drift": {"drift.file[/etc/dovecot/users]"}},
+    ),
+    (
+        "saslauthd_stopped",
+        "saslauthd",
+        "systemctl stop saslauthd",
+        {"audit": {"saslauthd.running", "smtp.login[587]"}, "drift": {"drift.service[saslauthd]"}},
+    ),
 ]
 
 
 @pytest.mark.parametrize(("name", "variant", "command", "expected"), BREAKS, ids=[b[0] for b in BREAKS])
-def test_break_is_found_and_redeploy_cleans(hosts: Hosts, name: str, variant: str, command: str,
-                                            expected: dict[str, set[str]]) -> None:
+def test_break_is_found_and_redeploy_cleans(
+    hosts: Hosts, name: str, variant: str, command: str, expected: dict[str, set[str]]
+) -> None:
     host = getattr(hosts, variant)
     fill = {"fqdn": host.fqdn}
     if "{login}" in command:
@@ -211,10 +290,14 @@ def test_break_is_found_and_redeploy_cleans(hosts: Hosts, name: str, variant: st
     # Clean within two minutes, counting log lines from the start of each attempt: what the break left in
     # the log is history, and Postfix keeps a service throttled for up to 60 s after its SASL server was
     # down (service_throttle_time), which the audit rightly reports until it is over.
-    audit = poll(lambda: hosts.check("audit", host, "--log-since", f"@{int(time.time())}"),
-                 lambda r: r.rc == 0, timeout=150)
-    assert audit.rc == 0, [(r["id"], r["message"]) for r in audit.report["results"]
-                           if r["status"] in ("fail", "error")]
+    audit = poll(
+        lambda: hosts.check("audit", host, "--log-since", f"@{int(time.time())}"),
+        lambda r: r.rc == 0,
+        timeout=150,
+    )
+    assert audit.rc == 0, [
+        (r["id"], r["message"]) for r in audit.report["results"] if r["status"] in ("fail", "error")
+    ]
 
 
 def test_mail_log_warnings_reach_the_audit(hosts: Hosts) -> None:
@@ -224,10 +307,14 @@ def test_mail_log_warnings_reach_the_audit(hosts: Hosts) -> None:
     host = hosts.virtual
     start = int(time.time())
     token = f"audit-log-{start}"
-    host.check(f"postlog -t postfix/audit-test -p warn 'audit test {token}' && "
-               f"postlog -t postfix/audit-test -p info 'warning: audit info {token}'")
-    audit = poll(lambda: hosts.check("audit", host, "--no-probes", "--log-since", f"@{start}"),
-                 lambda r: "log.warnings" in r.failing())
+    host.check(
+        f"postlog -t postfix/audit-test -p warn 'audit test {token}' && "
+        f"postlog -t postfix/audit-test -p info 'warning: audit info {token}'"
+    )
+    audit = poll(
+        lambda: hosts.check("audit", host, "--no-probes", "--log-since", f"@{start}"),
+        lambda r: "log.warnings" in r.failing(),
+    )
     row = next(r for r in audit.report["results"] if r["id"] == "log.warnings")
     assert f"audit test {token}" in row["detail"], row
     assert f"audit info {token}" not in row["detail"], row

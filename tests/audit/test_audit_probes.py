@@ -28,18 +28,39 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     other_dir = d / "other"
     other_dir.mkdir()
     other_ca = make_ca(other_dir)
-    return {"ca": str(ca[0]), "cert": str(cert), "key": str(key), "wrong_cert": str(wrong_cert),
-            "wrong_key": str(wrong_key), "short_cert": str(short_cert), "short_key": str(short_key),
-            "other_ca": str(other_ca[0])}
+    return {
+        "ca": str(ca[0]),
+        "cert": str(cert),
+        "key": str(key),
+        "wrong_cert": str(wrong_cert),
+        "wrong_key": str(wrong_key),
+        "short_cert": str(short_cert),
+        "short_key": str(short_key),
+        "other_ca": str(other_ca[0]),
+    }
 
 
 def _target(pki: dict[str, str], account: ProbeAccount | None = None, ca: str | None = None) -> ProbeTarget:
-    return ProbeTarget(host="toy", address="127.0.0.1", server_name=NAME, ca_file=ca or pki["ca"],
-                       local_domain="example.org", account=account, timeout=5)
+    return ProbeTarget(
+        host="toy",
+        address="127.0.0.1",
+        server_name=NAME,
+        ca_file=ca or pki["ca"],
+        local_domain="example.org",
+        account=account,
+        timeout=5,
+    )
 
 
-def _run(kind: str, b: Behaviour, port: Port, pki: dict[str, str], cert: str = "cert", key: str = "key",
-         **kw: object) -> dict[str, CheckResult]:
+def _run(
+    kind: str,
+    b: Behaviour,
+    port: Port,
+    pki: dict[str, str],
+    cert: str = "cert",
+    key: str = "key",
+    **kw: object,
+) -> dict[str, CheckResult]:
     with serve(kind, b, pki[cert], pki[key]) as n:
         p = Port(n, port.service, port.protocol, port.tls, port.auth)
         results = run_probes(_target(pki, **kw), [p])  # type: ignore[arg-type]
@@ -62,9 +83,19 @@ def _statuses(r: dict[str, CheckResult]) -> dict[str, str]:
 def test_well_configured_smtp_has_no_findings(pki: dict[str, str]) -> None:
     r = _run("smtp", Behaviour(auth_after_tls=False), SMTP25, pki)
     assert not [x for x in r.values() if x.status in (Status.FAIL, Status.ERROR)], _statuses(r)
-    for cid in ("smtp.open_relay", "smtp.vrfy_disabled", "smtp.starttls", "smtp.no_auth_before_tls",
-                "smtp.auth_offered", "tls.v1_refused", "tls.v1_1_refused", "tls.v1_2_accepted",
-                "tls.cert_chain", "tls.cert_name", "tls.cert_expiry"):
+    for cid in (
+        "smtp.open_relay",
+        "smtp.vrfy_disabled",
+        "smtp.starttls",
+        "smtp.no_auth_before_tls",
+        "smtp.auth_offered",
+        "tls.v1_refused",
+        "tls.v1_1_refused",
+        "tls.v1_2_accepted",
+        "tls.cert_chain",
+        "tls.cert_name",
+        "tls.cert_expiry",
+    ):
         assert r[cid].status is Status.PASS, (cid, r[cid])
 
 
@@ -103,8 +134,13 @@ def test_submission_requires_auth_and_login(pki: dict[str, str]) -> None:
     assert r["smtp.submission_requires_auth"].status is Status.PASS
     assert r["smtp.auth_offered"].status is Status.PASS
     assert r["smtp.login"].status is Status.PASS
-    r = _run("smtp", Behaviour(require_auth_for_local=False), SUBMISSION, pki,
-             account=ProbeAccount("probe@example.org", "wrong"))
+    r = _run(
+        "smtp",
+        Behaviour(require_auth_for_local=False),
+        SUBMISSION,
+        pki,
+        account=ProbeAccount("probe@example.org", "wrong"),
+    )
     assert r["smtp.submission_requires_auth"].status is Status.FAIL
     assert r["smtp.login"].status is Status.FAIL
     assert "wrong" not in repr(ProbeAccount("u", "wrong"))
@@ -133,8 +169,9 @@ def test_legacy_tls_accepted_is_reported(pki: dict[str, str]) -> None:
     assert r["tls.v1_1_refused"].status is Status.FAIL
 
 
-def test_legacy_probe_is_skipped_when_local_openssl_cannot(pki: dict[str, str],
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_legacy_probe_is_skipped_when_local_openssl_cannot(
+    pki: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(tlsprobe, "local_support", lambda v: "no TLS 1.0 here" if v == "TLSv1" else None)
     r = _run("smtp", Behaviour(min_version=_TLS1, auth_after_tls=False), SMTP25, pki)
     assert r["tls.v1_refused"].status is Status.SKIP
@@ -146,9 +183,12 @@ def test_certificate_problems(pki: dict[str, str]) -> None:
     assert r["tls.cert_name"].status is Status.FAIL and r["tls.cert_chain"].status is Status.PASS
     r = _run("smtp", Behaviour(auth_after_tls=False), SMTP25, pki, cert="short_cert", key="short_key")
     assert r["tls.cert_expiry"].status is Status.FAIL
-    for kind, b, port in (("smtp", Behaviour(auth_after_tls=False), SMTP25),
-                          ("smtp", Behaviour(tls="implicit"), SMTPS), ("imap", Behaviour(), IMAP),
-                          ("pop3", Behaviour(tls="implicit"), POP3S)):
+    for kind, b, port in (
+        ("smtp", Behaviour(auth_after_tls=False), SMTP25),
+        ("smtp", Behaviour(tls="implicit"), SMTPS),
+        ("imap", Behaviour(), IMAP),
+        ("pop3", Behaviour(tls="implicit"), POP3S),
+    ):
         r = _run(kind, b, port, pki, ca=pki["other_ca"], account=ProbeAccount("probe@example.org", "s3cret"))
         assert r["tls.cert_chain"].status is Status.FAIL, (kind, port.protocol)
         assert r["tls.cert_name"].status is Status.SKIP  # never "passed" on an untrusted chain
@@ -167,9 +207,14 @@ def test_unreachable_port_is_a_finding(pki: dict[str, str]) -> None:
 
 def test_sni_carries_the_mail_host_name(pki: dict[str, str]) -> None:
     acct = ProbeAccount("probe@example.org", "s3cret")
-    for kind, b, port in (("smtp", Behaviour(), SUBMISSION), ("smtp", Behaviour(tls="implicit"), SMTPS),
-                          ("imap", Behaviour(), IMAP), ("imap", Behaviour(tls="implicit"), IMAPS),
-                          ("pop3", Behaviour(), POP3), ("pop3", Behaviour(tls="implicit"), POP3S)):
+    for kind, b, port in (
+        ("smtp", Behaviour(), SUBMISSION),
+        ("smtp", Behaviour(tls="implicit"), SMTPS),
+        ("imap", Behaviour(), IMAP),
+        ("imap", Behaviour(tls="implicit"), IMAPS),
+        ("pop3", Behaviour(), POP3),
+        ("pop3", Behaviour(tls="implicit"), POP3S),
+    ):
         _run(kind, b, port, pki, account=acct)
         assert b.sni and set(b.sni) == {NAME}, (kind, port.protocol, b.sni)
 
@@ -237,11 +282,15 @@ def test_each_tls_port_costs_three_connections(pki: dict[str, str]) -> None:
     take one connection each. Every connection is a login process or smtpd TLS setup on a real host, so
     the count is what keeps an audit of many hosts cheap."""
     acct = ProbeAccount("probe@example.org", "s3cret")
-    for kind, b, port in (("smtp", Behaviour(auth_after_tls=False), SMTP25),
-                          ("smtp", Behaviour(), SUBMISSION), ("smtp", Behaviour(tls="implicit"), SMTPS),
-                          ("imap", Behaviour(), IMAP),
-                          ("imap", Behaviour(tls="implicit"), IMAPS), ("pop3", Behaviour(), POP3),
-                          ("pop3", Behaviour(tls="implicit"), POP3S)):
+    for kind, b, port in (
+        ("smtp", Behaviour(auth_after_tls=False), SMTP25),
+        ("smtp", Behaviour(), SUBMISSION),
+        ("smtp", Behaviour(tls="implicit"), SMTPS),
+        ("imap", Behaviour(), IMAP),
+        ("imap", Behaviour(tls="implicit"), IMAPS),
+        ("pop3", Behaviour(), POP3),
+        ("pop3", Behaviour(tls="implicit"), POP3S),
+    ):
         for account in (acct, None):
             b.connections = 0
             r = _run(kind, b, port, pki, account=account)
@@ -258,21 +307,30 @@ def test_pop3_plaintext_user_accepted_still_upgrades(pki: dict[str, str]) -> Non
     assert r["pop3.login"].status is Status.PASS and r["tls.cert_chain"].status is Status.PASS
 
 
-def _run_listeners(kind: str, pki: dict[str, str], starttls: Behaviour | None, implicit: Behaviour,
-                   account: ProbeAccount | None = None) -> tuple[dict[str, CheckResult], int, int]:
+def _run_listeners(
+    kind: str,
+    pki: dict[str, str],
+    starttls: Behaviour | None,
+    implicit: Behaviour,
+    account: ProbeAccount | None = None,
+) -> tuple[dict[str, CheckResult], int, int]:
     """A Dovecot protocol's two listeners probed together, as run_probes groups them on a real host (two
     toy servers with the same behaviour stand in for one Dovecot); `starttls=None`: that listener is down."""
     plain, secure = {"imap": ("imap", "imaps"), "pop3": ("pop3", "pop3s")}[kind]
     with serve(kind, implicit, pki["cert"], pki["key"]) as n_tls:
         if starttls is None:
             n_plain = free_port()
-            ports = [Port(n_plain, "dovecot", plain, "starttls", "required"),  # type: ignore[arg-type]
-                     Port(n_tls, "dovecot", secure, "implicit", "required")]  # type: ignore[arg-type]
+            ports = [
+                Port(n_plain, "dovecot", plain, "starttls", "required"),  # type: ignore[arg-type]
+                Port(n_tls, "dovecot", secure, "implicit", "required"),
+            ]  # type: ignore[arg-type]
             results = run_probes(_target(pki, account=account), ports)
         else:
             with serve(kind, starttls, pki["cert"], pki["key"]) as n_plain:
-                ports = [Port(n_plain, "dovecot", plain, "starttls", "required"),  # type: ignore[arg-type]
-                         Port(n_tls, "dovecot", secure, "implicit", "required")]  # type: ignore[arg-type]
+                ports = [
+                    Port(n_plain, "dovecot", plain, "starttls", "required"),  # type: ignore[arg-type]
+                    Port(n_tls, "dovecot", secure, "implicit", "required"),
+                ]  # type: ignore[arg-type]
                 results = run_probes(_target(pki, account=account), ports)
     return {r.id: r for r in results}, n_plain, n_tls
 

@@ -21,8 +21,13 @@ from pyinfra_mailserver.report import (
 def _sample() -> list[CheckResult]:
     a = CheckSet("mx1.example.org", "audit")
     a.passed("smtp.vrfy[25]", "VRFY disabled")
-    a.fail("smtp.open_relay[25]", "RCPT to a foreign domain accepted", severity=Severity.CRITICAL,
-           fix="remove foreign networks from mynetworks", detail="--- a\n+++ b")
+    a.fail(
+        "smtp.open_relay[25]",
+        "RCPT to a foreign domain accepted",
+        severity=Severity.CRITICAL,
+        fix="remove foreign networks from mynetworks",
+        detail="--- a\n+++ b",
+    )
     a.skip("tls.v1_0_refused[25]", "local OpenSSL cannot speak TLS 1.0")
     b = CheckSet("mx2.example.org", "audit")
     b.passed("smtp.vrfy[25]", "VRFY disabled")

@@ -38,24 +38,41 @@ def manifest() -> Manifest:
         ManagedFile("/etc/postfix/main.cf", MAIN_CF, service="postfix"),
         ManagedFile("/etc/postfix/sasl_passwd", f"[relay]:587 u:{SECRET}\n", mode="600", secret=True),
         ManagedFile("/etc/aliases", "postmaster: root\n"),
-        ManagedFile("/etc/dovecot/users", "alice@example.org:{ARGON2ID}xyz::::\n", group="dovecot",
-                    mode="640", secret=True),
+        ManagedFile(
+            "/etc/dovecot/users",
+            "alice@example.org:{ARGON2ID}xyz::::\n",
+            group="dovecot",
+            mode="640",
+            secret=True,
+        ),
     )
     return Manifest(
-        hostname="mx1.example.org", distro=distro.DEBIAN, packages=("postfix", "dovecot-core"), debconf=(),
-        groups=(), users=(), directories=(Directory("/var/spool/postfix/var/run/saslauthd", group="sasl",
-                                                    mode="710"),),
+        hostname="mx1.example.org",
+        distro=distro.DEBIAN,
+        packages=("postfix", "dovecot-core"),
+        debconf=(),
+        groups=(),
+        users=(),
+        directories=(Directory("/var/spool/postfix/var/run/saslauthd", group="sasl", mode="710"),),
         files=files,
-        maps=(PostfixMap("/etc/aliases", "hash", "postalias", "postmaster"),
-              PostfixMap("/etc/postfix/sasl_passwd", "hash", "postmap", "[relay]:587")),
+        maps=(
+            PostfixMap("/etc/aliases", "hash", "postalias", "postmaster"),
+            PostfixMap("/etc/postfix/sasl_passwd", "hash", "postmap", "[relay]:587"),
+        ),
         services=(Service("postfix", "postfix"), Service("saslauthd", "saslauthd", reload=False)),
-        ports=(), tls=TlsPlan("generate", "/etc/ssl/certs/mx1.pem", "/etc/ssl/private/mx1.key", None,
-                              ("mx1.example.org",)),
-        postconf={"myhostname": "mx1.example.org", "mynetworks": "127.0.0.0/8",
-                  "relay_password_hint": SECRET},
-        postconf_master=("smtp inet n - y - - smtpd",
-                         "submission inet n - y - - smtpd -o syslog_name=postfix/submission "
-                         "-o smtpd_sasl_auth_enable=yes"),
+        ports=(),
+        tls=TlsPlan(
+            "generate", "/etc/ssl/certs/mx1.pem", "/etc/ssl/private/mx1.key", None, ("mx1.example.org",)
+        ),
+        postconf={
+            "myhostname": "mx1.example.org",
+            "mynetworks": "127.0.0.0/8",
+            "relay_password_hint": SECRET,
+        },
+        postconf_master=(
+            "smtp inet n - y - - smtpd",
+            "submission inet n - y - - smtpd -o syslog_name=postfix/submission -o smtpd_sasl_auth_enable=yes",
+        ),
         secrets=(SECRET,),
         sockets=("/var/spool/postfix/var/run/saslauthd/mux",),
         doveconf={"ssl": "required", "disable_plaintext_auth": "yes"},
@@ -64,8 +81,15 @@ def manifest() -> Manifest:
     )
 
 
-def st(path: str, content: str | None = None, mode: str = "644", owner: str = "root", group: str = "root",
-       mtime: int = 100, kind: str = "file") -> FileState:
+def st(
+    path: str,
+    content: str | None = None,
+    mode: str = "644",
+    owner: str = "root",
+    group: str = "root",
+    mtime: int = 100,
+    kind: str = "file",
+) -> FileState:
     return FileState(path, kind, owner, group, mode, mtime, sha256(content) if content is not None else None)
 
 
@@ -81,13 +105,25 @@ def clean_paths(m: Manifest) -> dict[str, FileState]:
 def clean_sections(m: Manifest) -> dict[str, Section]:
     return {
         "postconf_n": Section(0, [f"{k} = {v}" for k, v in m.postconf.items()]),
-        "postconf_m": Section(0, ["smtp      inet  n       -       y       -       -       smtpd",
-                                  "submission inet n - y - - smtpd -o syslog_name=postfix/submission "
-                                  "-o smtpd_sasl_auth_enable=yes"]),
-        "postconf_p": Section(0, ["submission/inet/syslog_name = postfix/submission",
-                                  "submission/inet/smtpd_sasl_auth_enable = yes"]),
+        "postconf_m": Section(
+            0,
+            [
+                "smtp      inet  n       -       y       -       -       smtpd",
+                "submission inet n - y - - smtpd -o syslog_name=postfix/submission "
+                "-o smtpd_sasl_auth_enable=yes",
+            ],
+        ),
+        "postconf_p": Section(
+            0,
+            [
+                "submission/inet/syslog_name = postfix/submission",
+                "submission/inet/smtpd_sasl_auth_enable = yes",
+            ],
+        ),
         "doveconf": Section(0, ["disable_plaintext_auth = yes", "ssl = required"]),
-        "map0": Section(0, []), "map1": Section(0, []), "sock0": Section(0, []),
+        "map0": Section(0, []),
+        "map1": Section(0, []),
+        "sock0": Section(0, []),
         "units": Section(0, ["postfix|active|enabled", "saslauthd|active|enabled"]),
         "packages": Section(0, ["ii |postfix", "ii |dovecot-core"]),
     }
@@ -102,8 +138,15 @@ def test_clean_host_has_no_drift() -> None:
     res = evaluate(m, "mx1", m.files, clean_paths(m), {}, clean_sections(m))
     bad = [(r.id, r.message) for r in res if r.status is not Status.PASS]
     assert not bad
-    assert {"drift.postconf", "drift.postconf_master", "drift.postconf_services", "drift.doveconf",
-            "drift.packages", "drift.service[saslauthd]", "drift.map[/etc/aliases]"} <= {r.id for r in res}
+    assert {
+        "drift.postconf",
+        "drift.postconf_master",
+        "drift.postconf_services",
+        "drift.doveconf",
+        "drift.packages",
+        "drift.service[saslauthd]",
+        "drift.map[/etc/aliases]",
+    } <= {r.id for r in res}
 
 
 def test_edited_file_shows_masked_diff_and_owner_mode() -> None:
@@ -123,8 +166,9 @@ def test_secret_file_is_never_diffed() -> None:
     m = manifest()
     paths = clean_paths(m)
     paths["/etc/postfix/sasl_passwd"] = st("/etc/postfix/sasl_passwd", "other", mode="600")
-    r = verdicts(evaluate(m, "mx1", m.files, paths, {"/etc/postfix/sasl_passwd": "other " + SECRET},
-                          clean_sections(m)))
+    r = verdicts(
+        evaluate(m, "mx1", m.files, paths, {"/etc/postfix/sasl_passwd": "other " + SECRET}, clean_sections(m))
+    )
     f = r["drift.file[/etc/postfix/sasl_passwd]"]
     assert f.status is Status.FAIL and "secret file: not shown" in f.message and f.detail == ""
 
@@ -141,8 +185,15 @@ def test_missing_file_and_directory() -> None:
 def test_postconf_changed_extra_and_secret_masked() -> None:
     m = manifest()
     sec = clean_sections(m)
-    sec["postconf_n"] = Section(0, ["myhostname = mx1.example.org", "mynetworks = 0.0.0.0/0",
-                                    "relay_password_hint = nope", "smtpd_banner = hi"])
+    sec["postconf_n"] = Section(
+        0,
+        [
+            "myhostname = mx1.example.org",
+            "mynetworks = 0.0.0.0/0",
+            "relay_password_hint = nope",
+            "smtpd_banner = hi",
+        ],
+    )
     r = verdicts(evaluate(m, "mx1", m.files, clean_paths(m), {}, sec))
     p = r["drift.postconf"]
     assert p.status is Status.FAIL
@@ -154,11 +205,17 @@ def test_postconf_changed_extra_and_secret_masked() -> None:
 def test_master_doveconf_and_command_failure() -> None:
     m = manifest()
     sec = clean_sections(m)
-    sec["postconf_m"] = Section(0, ["smtp inet n - y - - smtpd", "relay unix - - n - - smtp",
-                                    "submission inet n - y - - smtpd -o syslog_name=postfix/submission "
-                                    "-o smtpd_sasl_auth_enable=yes"])
-    sec["postconf_p"] = Section(0, ["submission/inet/syslog_name = postfix/submission",
-                                    "submission/inet/smtpd_sasl_auth_enable = no"])
+    sec["postconf_m"] = Section(
+        0,
+        [
+            "smtp inet n - y - - smtpd",
+            "relay unix - - n - - smtp",
+            "submission inet n - y - - smtpd -o syslog_name=postfix/submission -o smtpd_sasl_auth_enable=yes",
+        ],
+    )
+    sec["postconf_p"] = Section(
+        0, ["submission/inet/syslog_name = postfix/submission", "submission/inet/smtpd_sasl_auth_enable = no"]
+    )
     sec["doveconf"] = Section(0, ["disable_plaintext_auth = no", "ssl = required"])
     sec["postconf_n"] = Section(1, ["postconf: fatal: open /etc/postfix/main.cf: No such file"])
     r = verdicts(evaluate(m, "mx1", m.files, clean_paths(m), {}, sec))
@@ -210,21 +267,41 @@ def test_accounts_drift() -> None:
     from pyinfra_mailserver.facts import AccountState
     from pyinfra_mailserver.manifest import Group, User
 
-    m = replace(manifest(), groups=(Group("vmail", gid=5000),), users=(
-        User("vmail", uid=5000, group="vmail", home="/var/vmail", system=True),
-        User("bob", group=None, groups=("mail",), shell="/bin/bash", password_hash="$6$x$y"),
-    ))
+    m = replace(
+        manifest(),
+        groups=(Group("vmail", gid=5000),),
+        users=(
+            User("vmail", uid=5000, group="vmail", home="/var/vmail", system=True),
+            User("bob", group=None, groups=("mail",), shell="/bin/bash", password_hash="$6$x$y"),
+        ),
+    )
     good = AccountState(
-        users={"vmail": {"uid": 5000, "gid": 5000, "home": "/var/vmail", "shell": "/usr/sbin/nologin",
-                         "groups": [], "password_sha256": None},
-               "bob": {"uid": 1000, "gid": 1000, "home": "/home/bob", "shell": "/bin/bash",
-                       "groups": ["mail"], "password_sha256": sha256("$6$x$y")}},
+        users={
+            "vmail": {
+                "uid": 5000,
+                "gid": 5000,
+                "home": "/var/vmail",
+                "shell": "/usr/sbin/nologin",
+                "groups": [],
+                "password_sha256": None,
+            },
+            "bob": {
+                "uid": 1000,
+                "gid": 1000,
+                "home": "/home/bob",
+                "shell": "/bin/bash",
+                "groups": ["mail"],
+                "password_sha256": sha256("$6$x$y"),
+            },
+        },
         groups={"vmail": {"gid": 5000, "members": []}},
     )
     assert all(r.status is Status.PASS for r in evaluate_accounts(m, "mx1", good))
     bad = AccountState(
-        users={"vmail": {**good.users["vmail"], "uid": 5001, "shell": "/bin/sh"},
-               "bob": {**good.users["bob"], "groups": [], "password_sha256": sha256("$6$other")}},
+        users={
+            "vmail": {**good.users["vmail"], "uid": 5001, "shell": "/bin/sh"},
+            "bob": {**good.users["bob"], "groups": [], "password_sha256": sha256("$6$other")},
+        },
         groups={"vmail": {"gid": 5000, "members": []}},
     )
     r = verdicts(evaluate_accounts(m, "mx1", bad))
@@ -251,8 +328,9 @@ def inside_sections(**over: Section) -> dict[str, Section]:
     now = 1_800_000_000
     base = {
         "key": Section(0, ["600|root|root|/etc/ssl/private/mx1.key"]),
-        "secret_files": Section(0, ["600|root|root|/etc/postfix/sasl_passwd",
-                                    "640|root|dovecot|/etc/dovecot/users"]),
+        "secret_files": Section(
+            0, ["600|root|root|/etc/postfix/sasl_passwd", "640|root|dovecot|/etc/dovecot/users"]
+        ),
         "plain_hashes": Section(0, []),
         "saslauthd_active": Section(0, ["active"]),
         "saslauthd_socket": Section(0, []),
@@ -286,9 +364,17 @@ def test_inside_findings() -> None:
         queue=Section(0, [str(now), old]),
         log=Section(0, ["x postfix/smtpd[1]: fatal: no SASL", "y postfix/qmgr[2]: warning: disk low"]),
     )
-    for cid in ("files.private_key", "files.password_file[/etc/dovecot/users]", "auth.no_plain_hashes",
-                "saslauthd.running", "saslauthd.socket_in_chroot", "saslauthd.testsaslauthd", "queue.oldest",
-                "log.fatal_panic", "log.warnings"):
+    for cid in (
+        "files.private_key",
+        "files.password_file[/etc/dovecot/users]",
+        "auth.no_plain_hashes",
+        "saslauthd.running",
+        "saslauthd.socket_in_chroot",
+        "saslauthd.testsaslauthd",
+        "queue.oldest",
+        "log.fatal_panic",
+        "log.warnings",
+    ):
         assert r[cid].status is Status.FAIL, cid
     assert r["queue.deferred"].status is Status.PASS  # one message is under the count threshold
     assert r["files.private_key"].severity == "critical"
@@ -299,8 +385,15 @@ def test_inside_findings() -> None:
 def test_log_ignore_from_host_data() -> None:
     data = {"mailserver_audit": {"log_ignore": ["disk low"], "queue_deferred_max": 0}}
     settings = HostSettings.from_data(data)
-    res = verdicts(evaluate_inside("mx1", manifest(), inside_sections(
-        log=Section(0, ["y postfix/qmgr[2]: warning: disk low"])), settings, "-1h"))
+    res = verdicts(
+        evaluate_inside(
+            "mx1",
+            manifest(),
+            inside_sections(log=Section(0, ["y postfix/qmgr[2]: warning: disk low"])),
+            settings,
+            "-1h",
+        )
+    )
     assert res["log.warnings"].status is Status.PASS
     assert settings.queue_deferred_max == 0
 

@@ -52,5 +52,3 @@ def sink_factory(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     yield get
     for s in started:
         s.stop()
-
-

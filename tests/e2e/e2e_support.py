@@ -100,7 +100,12 @@ class Deployment:
         """Run `mailserver deploy --json` on this host; the host's entry of the JSON report."""
         r = subprocess.run(
             [MAILSERVER, "deploy", str(self.inventory), "--json", *extra],
-            env=self.env, capture_output=True, text=True, timeout=1800, check=False, cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            check=False,
+            cwd=REPO,
             stdin=subprocess.DEVNULL,
         )
         try:
@@ -118,7 +123,12 @@ class Deployment:
         exe = Path(sys.executable).parent / "pyinfra"
         return subprocess.run(
             [str(exe), "-y", str(self.inventory), "deploys/deploy_mailserver.py"],
-            env=self.env, capture_output=True, text=True, timeout=1800, check=False, cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            check=False,
+            cwd=REPO,
             stdin=subprocess.DEVNULL,
         )
 
@@ -189,12 +199,25 @@ def deploy_fresh(lab: Any, variant: str, tmp: Path, release: str) -> Deployment:
     group_file.write_text(group_data_source(variant, st.bridge_ip))
     env = {**lab.env, "MAILSERVER_INVENTORY": str(inventory)}
     r = subprocess.run(
-        [MAILSERVER, "secrets", "generate", str(inventory)], env=env, capture_output=True, text=True,
-        check=False, cwd=REPO,
+        [MAILSERVER, "secrets", "generate", str(inventory)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
     )
     assert r.returncode == 0, r.stdout + r.stderr
     dep = Deployment(
-        variant, release, host, env, inventory, group_file, st.bridge_ip, Path(st.secrets_dir), {}, 0.0,
+        variant,
+        release,
+        host,
+        env,
+        inventory,
+        group_file,
+        st.bridge_ip,
+        Path(st.secrets_dir),
+        {},
+        0.0,
         manifest_of(group_file, host.fqdn, Path(st.secrets_dir), release),
     )
     started = time.monotonic()

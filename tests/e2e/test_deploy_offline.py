@@ -61,8 +61,12 @@ def test_accounts_command_on_this_machine() -> None:
     import hashlib
     import subprocess
 
-    out = subprocess.run(["sh", "-c", Accounts().command(("root", "nosuchuser"), ("root", "nosuchgroup"))],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["sh", "-c", Accounts().command(("root", "nosuchuser"), ("root", "nosuchgroup"))],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     got = Accounts().process(out.splitlines())
     assert set(got.users) == {"root"} and set(got.groups) == {"root"}
     assert got.users["root"]["uid"] == 0 and got.groups["root"]["gid"] == 0
@@ -104,8 +108,16 @@ def test_ca_and_server_cert_are_made_once_private_and_valid(tmp_path: Path) -> N
 def _manifest() -> Manifest:
     d = distro.DEBIAN
     return Manifest(
-        hostname="mx1.lab.test", distro=d, packages=("postfix",), debconf=(), groups=(), users=(),
-        directories=(), maps=(), postconf={}, postconf_master=(),
+        hostname="mx1.lab.test",
+        distro=d,
+        packages=("postfix",),
+        debconf=(),
+        groups=(),
+        users=(),
+        directories=(),
+        maps=(),
+        postconf={},
+        postconf_master=(),
         files=(ManagedFile("/etc/dovecot/users", "x\n", group="dovecot", mode="640", secret=True),),
         services=(Service("postfix", "postfix"),),
         ports=(Port(25, "postfix", "smtp", "starttls"),),
@@ -129,7 +141,9 @@ def test_verification_names_every_miss() -> None:
     assert "TLS key /etc/ssl/private/k.key is readable by others" in text
     assert "auth socket /var/spool/postfix/private/auth is missing" in text
     ok = {
-        "pkg": ["ii |postfix"], "unit": ["postfix|active|enabled"], "port": ["0.0.0.0:25"],
+        "pkg": ["ii |postfix"],
+        "unit": ["postfix|active|enabled"],
+        "port": ["0.0.0.0:25"],
         "file": ["/etc/dovecot/users|root|dovecot|640", "/etc/ssl/private/k.key|root|root|600"],
         "socket": ["/var/spool/postfix/private/auth"],
     }

@@ -23,8 +23,10 @@ pytestmark = pytest.mark.lab
 VARIANTS = ["virtual", "saslauthd"]
 # Per variant: an alias and a list of the example data, and the logins their members read mail with.
 ALIASES = {
-    "virtual": {"alias": ("abuse@example.net", ["alice@example.net"]),
-                "list": ("team@example.net", ["alice@example.net", "bob@example.net", "bob@example.com"])},
+    "virtual": {
+        "alias": ("abuse@example.net", ["alice@example.net"]),
+        "list": ("team@example.net", ["alice@example.net", "bob@example.net", "bob@example.com"]),
+    },
     "saslauthd": {"alias": ("bob.leponge@{fqdn}", ["bob"]), "list": ("admins@{fqdn}", ["bob", "alice"])},
 }
 
@@ -37,8 +39,10 @@ ALIASES = {
 def dep(request: pytest.FixtureRequest, deployments: Any) -> Deployment:
     d = deployments(*request.param)
     if not d.first["success"]:
-        pytest.fail(f"first deploy failed: {d.first.get('error')}\n{d.first['_report']['errors']}\n"
-                    f"{d.first['_stderr'][-4000:]}")
+        pytest.fail(
+            f"first deploy failed: {d.first.get('error')}\n{d.first['_report']['errors']}\n"
+            f"{d.first['_stderr'][-4000:]}"
+        )
     return d
 
 
@@ -93,8 +97,10 @@ def test_first_deploy_succeeds_and_verifies(dep: Deployment) -> None:
     assert dep.first["success"], dep.first["_report"]["errors"]
     assert any("Verify the mail host" in n for n in names)
     assert dep.first["changed"] > 0
-    print(f"\n{dep.variant}: first deploy {dep.first_seconds:.1f} s, {dep.first['changed']} ops changed, "
-          f"{dep.first['round_trips']} round trips")
+    print(
+        f"\n{dep.variant}: first deploy {dep.first_seconds:.1f} s, {dep.first['changed']} ops changed, "
+        f"{dep.first['round_trips']} round trips"
+    )
 
 
 def test_host_matches_with_testinfra(dep: Deployment) -> None:
@@ -179,12 +185,39 @@ def test_swaks_submission_verified_tls(net: Deployment) -> None:
     a = account(net)
     tok = token()
     r = subprocess.run(
-        ["swaks", "--server", net.host.ip, "--port", "587", "--tls", "--tls-verify",
-         "--tls-ca-path", str(net.ca_file), "--tls-sni", net.fqdn, "--auth", "LOGIN",
-         "--auth-user", a.login, "--auth-password", net.password(a.secret),
-         "--from", "e2e@sender.test", "--to", address(net, a.login), "--header", f"Subject: swaks {tok}",
-         "--body", tok, "--timeout", "30"],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            "swaks",
+            "--server",
+            net.host.ip,
+            "--port",
+            "587",
+            "--tls",
+            "--tls-verify",
+            "--tls-ca-path",
+            str(net.ca_file),
+            "--tls-sni",
+            net.fqdn,
+            "--auth",
+            "LOGIN",
+            "--auth-user",
+            a.login,
+            "--auth-password",
+            net.password(a.secret),
+            "--from",
+            "e2e@sender.test",
+            "--to",
+            address(net, a.login),
+            "--header",
+            f"Subject: swaks {tok}",
+            "--body",
+            tok,
+            "--timeout",
+            "30",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     net.mailbox_has(a.mailbox, tok)
@@ -364,8 +397,10 @@ def test_rerun_changes_nothing_then_one_alias_changes_only_aliases(dep: Deployme
     assert again["success"], again["_report"]["errors"]
     assert changed == [], changed
     assert again["services_reloaded"] == []
-    print(f"\n{dep.variant}: no-change re-run {again['seconds']['total']} s, "
-          f"{again['round_trips']} round trips, {again['commands_executed']} op commands")
+    print(
+        f"\n{dep.variant}: no-change re-run {again['seconds']['total']} s, "
+        f"{again['round_trips']} round trips, {again['commands_executed']} op commands"
+    )
 
     with_testinfra = dep.deploy("--data", "mailserver_verify=testinfra")
     assert with_testinfra["success"], with_testinfra["_report"]["errors"]

@@ -185,7 +185,7 @@ def test_doveconf_2_4_accepts_the_config(tid: str, trees: dict, dovecot24: Any) 
     r = dovecot24.run(f"doveconf -c {conf} -n >/dev/null")
     assert r.returncode == 0 and r.stderr == "", r.stderr
     keys = " ".join(shlex.quote(k) for k in m.doveconf)
-    shown = dovecot24.check(f"for k in {keys}; do printf '%s=' \"$k\"; doveconf -c {conf} -h \"$k\"; done")
+    shown = dovecot24.check(f'for k in {keys}; do printf \'%s=\' "$k"; doveconf -c {conf} -h "$k"; done')
     got = dict(line.split("=", 1) for line in shown.splitlines())
     assert got == m.doveconf
 

@@ -72,8 +72,13 @@ class SafetyHost:
 
     def generate_secrets(self) -> None:
         r = subprocess.run(
-            [MAILSERVER, "secrets", "generate", str(self.dep.inventory)], env=self.dep.env,
-            capture_output=True, text=True, check=False, cwd=REPO, timeout=300,
+            [MAILSERVER, "secrets", "generate", str(self.dep.inventory)],
+            env=self.dep.env,
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=REPO,
+            timeout=300,
         )
         assert r.returncode == 0, r.stdout + r.stderr
 
@@ -227,7 +232,13 @@ def closed_loopback_port() -> int:
 def run_tool(argv: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run a command of the product from the repo root, stdin closed, output captured."""
     return subprocess.run(
-        argv, env=env, capture_output=True, text=True, timeout=timeout, check=False, cwd=REPO,
+        argv,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=REPO,
         stdin=subprocess.DEVNULL,
     )
 

@@ -32,8 +32,14 @@ GARBAGE_TLS = f"mailserver['tls'] = {{'mode': 'files', 'cert': {GARBAGE_CERT!r},
 def put_garbage_certificate(sh: SafetyHost) -> None:
     """A certificate and key path that exist on the host but hold random base64, not PEM."""
     sh.check(
-        "mkdir -p /etc/ssl/safety && head -c 600 /dev/urandom | base64 > " + GARBAGE_CERT
-        + " && cp " + GARBAGE_CERT + " " + GARBAGE_KEY + " && chmod 600 " + GARBAGE_KEY
+        "mkdir -p /etc/ssl/safety && head -c 600 /dev/urandom | base64 > "
+        + GARBAGE_CERT
+        + " && cp "
+        + GARBAGE_CERT
+        + " "
+        + GARBAGE_KEY
+        + " && chmod 600 "
+        + GARBAGE_KEY
     )
 
 
@@ -58,8 +64,10 @@ def send_and_deliver(sh: SafetyHost) -> None:
 def imaps_handshake(sh: SafetyHost) -> None:
     """A verified TLS handshake on 993 (Dovecot's certificate, checked against the generated CA)."""
     ctx = sh.dep.tls()
-    with socket.create_connection((sh.host.ip, 993), timeout=15) as raw, \
-            ctx.wrap_socket(raw, server_hostname=sh.dep.fqdn) as tls:
+    with (
+        socket.create_connection((sh.host.ip, 993), timeout=15) as raw,
+        ctx.wrap_socket(raw, server_hostname=sh.dep.fqdn) as tls,
+    ):
         assert tls.recv(64).startswith(b"* OK")
 
 
@@ -89,8 +97,9 @@ def test_config_refused_by_postfix_never_goes_live(
     log = "\n".join(failed["_report"]["errors"]) + failed["_stderr"]
     assert not failed["success"] and failed["_exit"] != 0, log[-3000:]
     assert f"check failed: {checker}" in log, log[-3000:]
-    assert not any(o["changed"] and ("Reload" in o["name"] or "Restart" in o["name"])
-                   for o in failed["operations"]), failed["operations"]
+    assert not any(
+        o["changed"] and ("Reload" in o["name"] or "Restart" in o["name"]) for o in failed["operations"]
+    ), failed["operations"]
     assert tree_hashes(sh.host, *CONFIG_DIRS) == before, "a live config file changed"
     assert master_pid(sh) == pid, "Postfix was restarted"
     assert sh.check("postconf -h mail_owner").strip() == "postfix"

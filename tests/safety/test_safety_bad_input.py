@@ -69,73 +69,178 @@ CASES: list[tuple[str, Any, str, str]] = [
     ("distro-unknown", at(("distro",), "gentoo"), "distro", "debian"),
     # identity
     ("hostname-empty", at(("identity", "myhostname"), ""), "identity.myhostname", "empty"),
-    ("hostname-cyrillic-lookalike", at(("identity", "myhostname"), f"mx1.s{CYRILLIC_A}fety.test"),
-     "identity.myhostname", "non-ASCII"),
-    ("hostname-oversized", at(("identity", "myhostname"), ("a" * 60 + ".") * 5 + "test"),
-     "identity.myhostname", "at most 253"),
+    (
+        "hostname-cyrillic-lookalike",
+        at(("identity", "myhostname"), f"mx1.s{CYRILLIC_A}fety.test"),
+        "identity.myhostname",
+        "non-ASCII",
+    ),
+    (
+        "hostname-oversized",
+        at(("identity", "myhostname"), ("a" * 60 + ".") * 5 + "test"),
+        "identity.myhostname",
+        "at most 253",
+    ),
     ("inet-protocols-unknown", at(("identity", "inet_protocols"), "ipv5"), "identity.inet_protocols", "ipv4"),
-    ("mynetworks-open-relay", at(("identity", "mynetworks"), ["0.0.0.0/0"]), "identity.mynetworks[0]",
-     "open relay"),
-    ("message-size-not-a-number", at(("identity", "message_size_limit"), "10M"),
-     "identity.message_size_limit", "integer"),
-    ("message-size-oversized", at(("identity", "message_size_limit"), 10**30),
-     "identity.message_size_limit", "less than"),
-    ("banner-oversized", at(("identity", "smtpd_banner"), "$myhostname " + "x" * 500),
-     "identity.smtpd_banner", "200 characters"),
-    ("mydestination-empty-string", at(("identity", "mydestination"), [""]), "identity.mydestination",
-     "empty"),
+    (
+        "mynetworks-open-relay",
+        at(("identity", "mynetworks"), ["0.0.0.0/0"]),
+        "identity.mynetworks[0]",
+        "open relay",
+    ),
+    (
+        "message-size-not-a-number",
+        at(("identity", "message_size_limit"), "10M"),
+        "identity.message_size_limit",
+        "integer",
+    ),
+    (
+        "message-size-oversized",
+        at(("identity", "message_size_limit"), 10**30),
+        "identity.message_size_limit",
+        "less than",
+    ),
+    (
+        "banner-oversized",
+        at(("identity", "smtpd_banner"), "$myhostname " + "x" * 500),
+        "identity.smtpd_banner",
+        "200 characters",
+    ),
+    (
+        "mydestination-empty-string",
+        at(("identity", "mydestination"), [""]),
+        "identity.mydestination",
+        "empty",
+    ),
     # relay
-    ("relayhost-unparsable", at(("relay",), {"relayhost": "[relay.safety.test:587"}), "relay.relayhost",
-     "parse"),
-    ("relay-literal-password", at(("relay",), {"relayhost": "[relay.safety.test]:587", "credentials": {
-        "username": "u", "password": RELAY_LITERAL}}), "relay.credentials.password", "literal credential"),
-    ("relay-username-oversized", at(("relay",), {"relayhost": "[relay.safety.test]:587", "credentials": {
-        "username": "u" * 1000, "password": {"secret": "relay"}}}), "relay.credentials.username",
-     "at most 256"),
+    (
+        "relayhost-unparsable",
+        at(("relay",), {"relayhost": "[relay.safety.test:587"}),
+        "relay.relayhost",
+        "parse",
+    ),
+    (
+        "relay-literal-password",
+        at(
+            ("relay",),
+            {
+                "relayhost": "[relay.safety.test]:587",
+                "credentials": {"username": "u", "password": RELAY_LITERAL},
+            },
+        ),
+        "relay.credentials.password",
+        "literal credential",
+    ),
+    (
+        "relay-username-oversized",
+        at(
+            ("relay",),
+            {
+                "relayhost": "[relay.safety.test]:587",
+                "credentials": {"username": "u" * 1000, "password": {"secret": "relay"}},
+            },
+        ),
+        "relay.credentials.username",
+        "at most 256",
+    ),
     ("transport-empty-key", at(("relay", "transport"), {"": "smtp:[10.0.0.1]"}), "relay.transport", "empty"),
     # aliases
     ("alias-targets-not-a-list", at(("aliases",), {"postmaster": "root"}), "aliases.postmaster", "list"),
     ("alias-target-empty", at(("aliases",), {"postmaster": [""]}), "aliases", "neither"),
     # virtual
-    ("virtual-domain-fullwidth-dot", at(("virtual", "domains"), ["mail\uff0esafety.test"]),
-     "virtual.domains[0]", "non-ASCII"),
-    ("virtual-domain-zero-width-space", at(("virtual", "domains"), ["mail\u200b.safety.test"]),
-     "virtual.domains[0]", "non-ASCII"),
+    (
+        "virtual-domain-fullwidth-dot",
+        at(("virtual", "domains"), ["mail\uff0esafety.test"]),
+        "virtual.domains[0]",
+        "non-ASCII",
+    ),
+    (
+        "virtual-domain-zero-width-space",
+        at(("virtual", "domains"), ["mail\u200b.safety.test"]),
+        "virtual.domains[0]",
+        "non-ASCII",
+    ),
     ("virtual-domain-yaml-no", at(("virtual", "domains"), [False]), "virtual.domains[0]", "string"),
-    ("mailbox-address-cyrillic", at(("virtual", "mailboxes", 0, "address"),
-                                    f"alice@mail.s{CYRILLIC_A}fety.test"),
-     "virtual.mailboxes[0].address", "non-ASCII"),
-    ("mailbox-plaintext-password", at(("virtual", "mailboxes", 0, "password"), "{PLAIN}" + PLAINTEXT),
-     "virtual.mailboxes[0].password", "plaintext"),
-    ("mailbox-quota-oversized", at(("virtual", "mailboxes", 0, "quota"), "99999999999G"),
-     "virtual.mailboxes[0].quota", "size"),
+    (
+        "mailbox-address-cyrillic",
+        at(("virtual", "mailboxes", 0, "address"), f"alice@mail.s{CYRILLIC_A}fety.test"),
+        "virtual.mailboxes[0].address",
+        "non-ASCII",
+    ),
+    (
+        "mailbox-plaintext-password",
+        at(("virtual", "mailboxes", 0, "password"), "{PLAIN}" + PLAINTEXT),
+        "virtual.mailboxes[0].password",
+        "plaintext",
+    ),
+    (
+        "mailbox-quota-oversized",
+        at(("virtual", "mailboxes", 0, "quota"), "99999999999G"),
+        "virtual.mailboxes[0].quota",
+        "size",
+    ),
     ("vmail-uid-oversized", at(("virtual", "vmail"), {"uid": 10**12}), "virtual.vmail.uid", "65000"),
-    ("vmail-base-dir-shared", at(("virtual", "vmail"), {"base_dir": "/var/mail"}),
-     "virtual.vmail.base_dir", "dedicated"),
+    (
+        "vmail-base-dir-shared",
+        at(("virtual", "vmail"), {"base_dir": "/var/mail"}),
+        "virtual.vmail.base_dir",
+        "dedicated",
+    ),
     # local users
-    ("local-user-reserved", at(("local",), {"users": [{"name": "root", "password": ARGON}]}),
-     "local.users[0].name", "reserved"),
+    (
+        "local-user-reserved",
+        at(("local",), {"users": [{"name": "root", "password": ARGON}]}),
+        "local.users[0].name",
+        "reserved",
+    ),
     ("local-mailbox-format", at(("local", "mailbox"), "mbx"), "local.mailbox", "maildir"),
     # sasl, tls, services
     ("sasl-backend-unknown", at(("sasl", "backend"), "ldap"), "sasl.backend", "saslauthd"),
-    ("tls-cert-relative-path", at(("tls",), {"mode": "files", "cert": "cert.pem", "key": "/etc/k.pem"}),
-     "tls.cert", "absolute"),
+    (
+        "tls-cert-relative-path",
+        at(("tls",), {"mode": "files", "cert": "cert.pem", "key": "/etc/k.pem"}),
+        "tls.cert",
+        "absolute",
+    ),
     ("tls-min-protocol-old", at(("tls", "min_protocol"), "TLSv1.0"), "tls.min_protocol", "TLSv1.2"),
-    ("port-not-a-number", at(("services", "smtp"), {"port": "twenty-five"}), "services.smtp.port",
-     "integer"),
-    ("port-out-of-range", at(("services", "submission"), {"port": 70000}), "services.submission.port",
-     "65535"),
-    ("enabled-not-a-bool", at(("services", "imap"), {"enabled": "maybe"}), "services.imap.enabled",
-     "boolean"),
-    ("dovecot-listen-garbage", at(("services", "dovecot_listen"), ["not an address!"]),
-     "services.dovecot_listen", "address"),
+    ("port-not-a-number", at(("services", "smtp"), {"port": "twenty-five"}), "services.smtp.port", "integer"),
+    (
+        "port-out-of-range",
+        at(("services", "submission"), {"port": 70000}),
+        "services.submission.port",
+        "65535",
+    ),
+    (
+        "enabled-not-a-bool",
+        at(("services", "imap"), {"enabled": "maybe"}),
+        "services.imap.enabled",
+        "boolean",
+    ),
+    (
+        "dovecot-listen-garbage",
+        at(("services", "dovecot_listen"), ["not an address!"]),
+        "services.dovecot_listen",
+        "address",
+    ),
     # header_checks, postfix_extra
-    ("header-pattern-empty", at(("header_checks",), [{"pattern": "", "action": "WARN"}]),
-     "header_checks[0].pattern", "/regex/"),
-    ("header-action-unknown", at(("header_checks",), [{"pattern": "/x/", "action": "EXPLODE"}]),
-     "header_checks[0].action", "WARN"),
-    ("postfix-extra-managed", at(("postfix_extra",), {"smtpd_tls_auth_only": "no"}),
-     "postfix_extra['smtpd_tls_auth_only']", "managed"),
+    (
+        "header-pattern-empty",
+        at(("header_checks",), [{"pattern": "", "action": "WARN"}]),
+        "header_checks[0].pattern",
+        "/regex/",
+    ),
+    (
+        "header-action-unknown",
+        at(("header_checks",), [{"pattern": "/x/", "action": "EXPLODE"}]),
+        "header_checks[0].action",
+        "WARN",
+    ),
+    (
+        "postfix-extra-managed",
+        at(("postfix_extra",), {"smtpd_tls_auth_only": "no"}),
+        "postfix_extra['smtpd_tls_auth_only']",
+        "managed",
+    ),
     ("postfix-extra-multiline", at(("postfix_extra",), {"foo_bar": "a\nb"}), "postfix_extra", "one line"),
 ]
 NEVER_ECHOED = (PLAINTEXT, RELAY_LITERAL, ARGON)
@@ -189,13 +294,18 @@ def bad_runs(lab: Any, relay: CountingRelay, tmp_path_factory: pytest.TempPathFa
         )
         before = relay.count
         code, report, stderr = deploy_json(inv, lab.env)
-        results[case_id] = {"exit": code, "report": report, "stderr": stderr,
-                            "connections": relay.count - before}
+        results[case_id] = {
+            "exit": code,
+            "report": report,
+            "stderr": stderr,
+            "connections": relay.count - before,
+        }
     return results
 
 
-@pytest.mark.parametrize(("case_id", "field", "word"), [(c[0], c[2], c[3]) for c in CASES],
-                         ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("case_id", "field", "word"), [(c[0], c[2], c[3]) for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_bad_input_is_refused_naming_the_field(
     bad_runs: dict[str, Any], case_id: str, field: str, word: str
 ) -> None:
@@ -247,8 +357,8 @@ def test_connection_failures_fail_only_their_host(
     r = run_tool(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong_key)], lab.env)
     assert r.returncode == 0, r.stderr
     bare_host.check(
-        "rm -f /etc/os-release && printf 'ID=plan9\\nNAME=\"Plan 9\"\\n"
-        "PRETTY_NAME=\"Plan 9 from Bell Labs\"\\n' > /etc/os-release"
+        'rm -f /etc/os-release && printf \'ID=plan9\\nNAME="Plan 9"\\n'
+        'PRETTY_NAME="Plan 9 from Bell Labs"\\n\' > /etc/os-release'
     )
     good_data = safe_host.dep.fqdn
     valid = copy.deepcopy(BASE)
@@ -272,8 +382,12 @@ def test_connection_failures_fail_only_their_host(
     assert code != 0 and not report["success"]
     assert by[good_data]["success"], f"good host affected: {by[good_data]}\n{stderr[-4000:]}"
     assert by[good_data]["changed"] == 0, [o for o in by[good_data]["operations"] if o["changed"]]
-    for name in ("unreachable.safety.test", "wrongkey.safety.test", "plan9.safety.test",
-                 "baddata.safety.test"):
+    for name in (
+        "unreachable.safety.test",
+        "wrongkey.safety.test",
+        "plan9.safety.test",
+        "baddata.safety.test",
+    ):
         assert name in by and not by[name]["success"], (name, by.get(name))
         assert by[name]["changed"] == 0
     assert "connect" in text["unreachable.safety.test"].lower(), text

@@ -23,8 +23,13 @@ pytestmark = pytest.mark.lab
 def lock_holder(safe_host: SafetyHost) -> Iterator[subprocess.Popen[str]]:
     """Another deploy, as the host sees it: a process holding the deploy lock over its own SSH session."""
     h = safe_host.host
-    p = subprocess.Popen(ssh_argv(h.key_path, h.ip, [lock_command(DEFAULT_LOCK_PATH)]), text=True,
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.Popen(
+        ssh_argv(h.key_path, h.ip, [lock_command(DEFAULT_LOCK_PATH)]),
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         assert p.stdout is not None
         assert p.stdout.readline().strip() == "LOCKED"
@@ -59,11 +64,23 @@ def test_deploy_refused_while_another_holds_the_lock(
 def test_two_deploys_at_once_one_is_refused(safe_host: SafetyHost) -> None:
     sh = safe_host
     try:
-        sh.write_data("mailserver['aliases']['safety-twice'] = ['root']",
-                      "mailserver['postfix_extra'] = {'delay_warning_time': '9h'}")
+        sh.write_data(
+            "mailserver['aliases']['safety-twice'] = ['root']",
+            "mailserver['postfix_extra'] = {'delay_warning_time': '9h'}",
+        )
         argv = [MAILSERVER, "deploy", str(sh.dep.inventory), "--json"]
-        procs = [subprocess.Popen(argv, env=sh.dep.env, cwd=REPO, text=True, stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+        procs = [
+            subprocess.Popen(
+                argv,
+                env=sh.dep.env,
+                cwd=REPO,
+                text=True,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for _ in range(2)
+        ]
         results: list[dict[str, Any]] = []
         for p in procs:
             out, err = p.communicate(timeout=600)

@@ -60,8 +60,13 @@ def deploy_killed_at(sh: SafetyHost, op_name: str, tool: str, timeout: float = 3
         "mailserver": [MAILSERVER, "deploy", str(sh.dep.inventory)],
     }[tool]
     p = subprocess.Popen(
-        argv, env=sh.dep.env, cwd=REPO, text=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        argv,
+        env=sh.dep.env,
+        cwd=REPO,
+        text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
     )
     seen: list[str] = []
     try:

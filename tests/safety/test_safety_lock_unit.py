@@ -10,8 +10,9 @@ from pyinfra_mailserver.lock import lock_command
 
 
 def _start(path: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(["sh", "-c", lock_command(str(path))], text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    return subprocess.Popen(
+        ["sh", "-c", lock_command(str(path))], text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
 
 
 def test_lock_is_exclusive_and_released_with_its_session(tmp_path: Path) -> None:
@@ -39,6 +40,11 @@ def test_a_host_without_flock_is_not_reported_busy(tmp_path: Path) -> None:
     only_sh = tmp_path / "bin"
     only_sh.mkdir()
     (only_sh / "sh").symlink_to("/bin/sh")
-    out = subprocess.run(["/bin/sh", "-c", lock_command(str(path))], env={"PATH": str(only_sh)},
-                         capture_output=True, text=True, timeout=30).stdout
+    out = subprocess.run(
+        ["/bin/sh", "-c", lock_command(str(path))],
+        env={"PATH": str(only_sh)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
     assert out.strip() == "NOFLOCK"

@@ -73,8 +73,10 @@ def mail_state(safe_host: SafetyHost) -> Iterator[dict[str, Any]]:
         sh.check(f"printf 'Subject: {tok}\\n\\nbody {tok}\\n' | sendmail {login}")
     for login in ("alice@example.net", "bob@example.net", REMOVED):
         sh.dep.mailbox_has(accounts[login].mailbox, tok)
-    sh.check(f"printf 'From a@b Thu Jan  1 00:00:00 2026\\nSubject: mbox {tok}\\n\\nbody\\n\\n' > {MBOX}"
-             f" && chmod 600 {MBOX}")
+    sh.check(
+        f"printf 'From a@b Thu Jan  1 00:00:00 2026\\nSubject: mbox {tok}\\n\\nbody\\n\\n' > {MBOX}"
+        f" && chmod 600 {MBOX}"
+    )
     deferred_rcpt, held_rcpt = f"deferred-{tok}@foreign.test", f"held-{tok}@foreign.test"
     sh.check(f"printf 'Subject: deferred {tok}\\n\\nbody\\n' | sendmail {deferred_rcpt}")
     sh.check(f"printf 'Subject: held {tok}\\n\\nbody\\n' | sendmail {held_rcpt}")

@@ -30,14 +30,20 @@ pytestmark = pytest.mark.lab
 # Changes that touch secret files (Dovecot's passwd-file via a quota, sasl_passwd via the relay user)
 # and a plain one (an alias), so diffs of both kinds are printed.
 CHANGES = {
-    "a": ("mailserver['virtual']['mailboxes'][0]['quota'] = '3G'",
-          "_relay['credentials']['username'] = 'safety-relay-a'",
-          "mailserver['aliases']['safety-a'] = ['root']"),
-    "b": ("mailserver['virtual']['mailboxes'][0]['quota'] = '4G'",
-          "_relay['credentials']['username'] = 'safety-relay-b'",
-          "mailserver['aliases']['safety-b'] = ['root']"),
-    "c": ("mailserver['virtual']['mailboxes'][1]['quota'] = '7M'",
-          "_relay['credentials']['username'] = 'safety-relay-c'"),
+    "a": (
+        "mailserver['virtual']['mailboxes'][0]['quota'] = '3G'",
+        "_relay['credentials']['username'] = 'safety-relay-a'",
+        "mailserver['aliases']['safety-a'] = ['root']",
+    ),
+    "b": (
+        "mailserver['virtual']['mailboxes'][0]['quota'] = '4G'",
+        "_relay['credentials']['username'] = 'safety-relay-b'",
+        "mailserver['aliases']['safety-b'] = ['root']",
+    ),
+    "c": (
+        "mailserver['virtual']['mailboxes'][1]['quota'] = '7M'",
+        "_relay['credentials']['username'] = 'safety-relay-c'",
+    ),
 }
 
 
@@ -91,8 +97,12 @@ def outputs(safe_host: SafetyHost, tmp_path_factory: pytest.TempPathFactory) -> 
             out[f"rendered file {f.relative_to(tree)}"] = f.read_text(errors="replace")
 
         for argv in (["drift"], ["drift", "--json"], ["audit", "--json"], ["audit", "-v"]):
-            r = run_tool([MAILSERVER, *argv, inv, "--ca", str(dep.ca_file)] if argv[0] == "audit"
-                         else [MAILSERVER, *argv, inv], env)
+            r = run_tool(
+                [MAILSERVER, *argv, inv, "--ca", str(dep.ca_file)]
+                if argv[0] == "audit"
+                else [MAILSERVER, *argv, inv],
+                env,
+            )
             assert r.returncode in (0, 1), _out(r)[-3000:]
             out[f"mailserver {' '.join(argv)}"] = _out(r)
     finally:

@@ -53,8 +53,9 @@ def _lab_with_running_proxy(tmp_path: Path, conf: str, hosts_up: bool) -> LabSta
 
 
 def _current_conf(st: LabState) -> str:
-    return proxy.acng_conf(proxy.proxy_cache_dir(st), st.state_dir / "proxy" / "log", st.proxy_port,
-                           st.bridge_ip)
+    return proxy.acng_conf(
+        proxy.proxy_cache_dir(st), st.state_dir / "proxy" / "log", st.proxy_port, st.bridge_ip
+    )
 
 
 def test_running_proxy_with_current_conf_is_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

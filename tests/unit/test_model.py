@@ -297,8 +297,12 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("no-postmaster", {"aliases": {"abuse": ["root"]}}, "aliases", "postmaster"),
     (
         "two-probe-mailboxes",
-        virt(mailboxes=[{"address": "p1@example.net", "password": ARGON, "probe": True},
-                        {"address": "p2@example.net", "password": ARGON, "probe": True}]),
+        virt(
+            mailboxes=[
+                {"address": "p1@example.net", "password": ARGON, "probe": True},
+                {"address": "p2@example.net", "password": ARGON, "probe": True},
+            ]
+        ),
         "virtual.mailboxes[1].probe",
         "only one probe mailbox",
     ),

@@ -164,10 +164,14 @@ def test_kind_follows_the_field() -> None:
 def test_probe_mailbox_gets_a_cheap_hash_of_a_long_token(tmp_path: Path) -> None:
     """A probe mailbox's generated secret: a 32-character token, SHA512-CRYPT with 5000 rounds (the
     audit logs in with it several times per run); every other mailbox keeps ARGON2ID."""
-    data = {"virtual": {"mailboxes": [
-        {"address": "a@x.test", "password": {"secret": "a"}},
-        {"address": "p@x.test", "password": {"secret": "p"}, "probe": True},
-    ]}}
+    data = {
+        "virtual": {
+            "mailboxes": [
+                {"address": "a@x.test", "password": {"secret": "a"}},
+                {"address": "p@x.test", "password": {"secret": "p"}, "probe": True},
+            ]
+        }
+    }
     refs = list(secretstore.find_refs(data))
     assert [(r.name, r.kind) for r in refs] == [("a", "argon2id"), ("p", "token")]
     secretstore.generate_missing(tmp_path / "s", refs)

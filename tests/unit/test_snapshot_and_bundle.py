@@ -16,17 +16,27 @@ from pyinfra_mailserver.manifest import ManagedFile
 
 def test_snapshot_sections_are_parsed_by_their_own_facts() -> None:
     output = [
-        f"{SECTION}packages-debian", "ii |postfix|3.7.11-0+deb12u1", "un |dovecot-core|",
-        f"{SECTION}accounts", "vmail:x:5000:5000::/var/mail/vmail:/usr/sbin/nologin",
-        "vmail:x:5000:", "sasl:x:45:postfix",
-        f"{SECTION}paths", "S|regular file|root|root|644|1700000000|/etc/aliases",
+        f"{SECTION}packages-debian",
+        "ii |postfix|3.7.11-0+deb12u1",
+        "un |dovecot-core|",
+        f"{SECTION}accounts",
+        "vmail:x:5000:5000::/var/mail/vmail:/usr/sbin/nologin",
+        "vmail:x:5000:",
+        "sasl:x:45:postfix",
+        f"{SECTION}paths",
+        "S|regular file|root|root|644|1700000000|/etc/aliases",
         "a" * 64 + "  /etc/aliases",
         "S|directory|vmail|vmail|750|1700000000|/var/mail/vmail",
-        f"{SECTION}units", "postfix.service|active|enabled",
-        f"{SECTION}ports", "LISTEN 0      100          0.0.0.0:25        0.0.0.0:*",
+        f"{SECTION}units",
+        "postfix.service|active|enabled",
+        f"{SECTION}ports",
+        "LISTEN 0      100          0.0.0.0:25        0.0.0.0:*",
         "LISTEN 0      100             [::]:993          [::]:*",
-        f"{SECTION}sockets", "/var/spool/postfix/private/auth",
-        f"{SECTION}mailboxes", "/var/mail/vmail/example.org/bob", "/var/mail/vmail/example.org/alice",
+        f"{SECTION}sockets",
+        "/var/spool/postfix/private/auth",
+        f"{SECTION}mailboxes",
+        "/var/mail/vmail/example.org/bob",
+        "/var/mail/vmail/example.org/alice",
     ]
     snap = MailHostSnapshot().process(output)
     assert snap.packages == {"postfix": "3.7.11-0+deb12u1"}
@@ -45,9 +55,14 @@ def test_snapshot_command_runs_every_part(tmp_path: Path) -> None:
     f = tmp_path / "main.cf"
     f.write_text("x\n")
     cmd = MailHostSnapshot().command(
-        family="debian", packages=("nosuchpackage",), users=("root",), groups=("root",),
-        paths=(str(f), str(tmp_path / "absent")), unit_script="echo 'x.service|active|enabled'",
-        sockets=(str(tmp_path / "nosock"),), mailbox_base=str(tmp_path),
+        family="debian",
+        packages=("nosuchpackage",),
+        users=("root",),
+        groups=("root",),
+        paths=(str(f), str(tmp_path / "absent")),
+        unit_script="echo 'x.service|active|enabled'",
+        sockets=(str(tmp_path / "nosock"),),
+        mailbox_base=str(tmp_path),
     )
     out = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, check=False).stdout
     snap = MailHostSnapshot().process(out.splitlines())
@@ -61,8 +76,9 @@ def test_snapshot_command_runs_every_part(tmp_path: Path) -> None:
 def test_bundle_keeps_owner_group_mode_and_content() -> None:
     files = (
         ManagedFile("/etc/postfix/main.cf", "a = b\n", mode="644"),
-        ManagedFile("/etc/dovecot/users", "bob:{ARGON2ID}x\n", owner="root", group="dovecot", mode="640",
-                    secret=True),
+        ManagedFile(
+            "/etc/dovecot/users", "bob:{ARGON2ID}x\n", owner="root", group="dovecot", mode="640", secret=True
+        ),
     )
     with tarfile.open(fileobj=io.BytesIO(_bundle(files))) as tar:
         members = {m.name: m for m in tar.getmembers()}
@@ -74,6 +90,7 @@ def test_bundle_keeps_owner_group_mode_and_content() -> None:
 
 
 def test_os_release_values_without_quotes() -> None:
-    got = OsRelease().process(['PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"', "ID=debian", "", "# note",
-                               "ID_LIKE='rhel fedora'"])
+    got = OsRelease().process(
+        ['PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"', "ID=debian", "", "# note", "ID_LIKE='rhel fedora'"]
+    )
     assert got == {"PRETTY_NAME": "Debian GNU/Linux 12 (bookworm)", "ID": "debian", "ID_LIKE": "rhel fedora"}

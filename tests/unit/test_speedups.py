@@ -20,8 +20,9 @@ def _nested(depth: int, state: SimpleNamespace) -> tuple[list[int], list[int]]:
 @pytest.mark.parametrize("is_cli", [True, False])
 @pytest.mark.parametrize("deploy_file", [__file__, "/nowhere/deploy.py", None])
 @pytest.mark.parametrize("depth", [0, 3])
-def test_same_order_as_pyinfra(monkeypatch: pytest.MonkeyPatch, is_cli: bool, deploy_file: str | None,
-                               depth: int) -> None:
+def test_same_order_as_pyinfra(
+    monkeypatch: pytest.MonkeyPatch, is_cli: bool, deploy_file: str | None, depth: int
+) -> None:
     monkeypatch.setattr(pyinfra, "is_cli", is_cli)
     state = SimpleNamespace(current_deploy_filename=deploy_file, current_op_file_number=7)
     theirs, ours = _nested(depth, state)

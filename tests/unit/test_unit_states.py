@@ -31,9 +31,14 @@ esac
 """
 
 
-def states(tmp_path: Path, units: tuple[str, ...], master: str = "active", sasl: str = "enabled",
-           parts: tuple[str, ...] = (),
-           postfix_type: str = "") -> tuple[dict[str, tuple[str, str]], list[str]]:
+def states(
+    tmp_path: Path,
+    units: tuple[str, ...],
+    master: str = "active",
+    sasl: str = "enabled",
+    parts: tuple[str, ...] = (),
+    postfix_type: str = "",
+) -> tuple[dict[str, tuple[str, str]], list[str]]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     fake = bin_dir / "systemctl"
@@ -41,8 +46,14 @@ def states(tmp_path: Path, units: tuple[str, ...], master: str = "active", sasl:
     fake.chmod(0o755)
     calls = tmp_path / "calls"
     calls.write_text("")
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls),
-           "POSTFIX_MASTER": master, "SASL_ENABLED": sasl, "POSTFIX_TYPE": postfix_type}
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "CALLS": str(calls),
+        "POSTFIX_MASTER": master,
+        "SASL_ENABLED": sasl,
+        "POSTFIX_TYPE": postfix_type,
+    }
     script = unit_state_script(units, parts=parts)
     out = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, check=True).stdout
     return UnitStates().process(out.splitlines()), calls.read_text().splitlines()
@@ -72,8 +83,9 @@ def test_sysv_generated_unit_asks_is_enabled(tmp_path: Path, answer: str) -> Non
 
 @pytest.mark.parametrize("master", ["active", "failed"])
 def test_known_parts_are_read_in_the_first_call(tmp_path: Path, master: str) -> None:
-    got, calls = states(tmp_path, ("postfix.service", "dovecot.service"), master=master,
-                        parts=("postfix@-.service",))
+    got, calls = states(
+        tmp_path, ("postfix.service", "dovecot.service"), master=master, parts=("postfix@-.service",)
+    )
     assert got["postfix.service"] == (master, "enabled")
     assert [c.split()[0] for c in calls] == ["show"]
 

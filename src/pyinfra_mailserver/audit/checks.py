@@ -80,8 +80,9 @@ def ca_file_for(t: Target, options: AuditOptions) -> str | None:
     return None
 
 
-def probe_account(m: Manifest, secrets_dir: Path,
-                  settings: HostSettings) -> tuple[Account | None, str | None]:
+def probe_account(
+    m: Manifest, secrets_dir: Path, settings: HostSettings
+) -> tuple[Account | None, str | None]:
     """The account the probes log in with and its password: host data `probe_user` (password from
     `probe_password` or $MAILSERVER_PROBE_PASSWORD, so CI keeps it in its secret store), else the probe
     mailbox (`virtual.mailboxes[].probe`), else the first manifest account, with a plaintext written by
@@ -108,39 +109,59 @@ def run_probes(t: Target, options: AuditOptions, settings: HostSettings) -> list
 
     acct, password = probe_account(t.manifest, t.secrets_dir, settings)
     account = ProbeAccount(acct.login, password, acct.services) if acct and password else None
-    target = ProbeTarget(host=t.name, address=t.address, server_name=t.manifest.hostname,
-                         ca_file=ca_file_for(t, options), local_domain=t.manifest.hostname,
-                         account=account, timeout=options.timeout)
+    target = ProbeTarget(
+        host=t.name,
+        address=t.address,
+        server_name=t.manifest.hostname,
+        ca_file=ca_file_for(t, options),
+        local_domain=t.manifest.hostname,
+        account=account,
+        timeout=options.timeout,
+    )
     results = probe(target, t.manifest.ports)
     if account is None:
-        results.append(CheckResult("probe.account", t.name, Status.SKIP,
-                                   "no probe account (host data mailserver_audit.probe_user/probe_password, "
-                                   "or a secret with a .password file): login checks skipped",
-                                   section="audit"))
+        results.append(
+            CheckResult(
+                "probe.account",
+                t.name,
+                Status.SKIP,
+                "no probe account (host data mailserver_audit.probe_user/probe_password, "
+                "or a secret with a .password file): login checks skipped",
+                section="audit",
+            )
+        )
     return results
 
 
 # ------------------------------------------------------------------------------------ inside checks
 
 
-def inside_commands(m: Manifest, settings: HostSettings, account: Account | None, password: str | None,
-                    log_since: str) -> dict[str, str]:
+def inside_commands(
+    m: Manifest, settings: HostSettings, account: Account | None, password: str | None, log_since: str
+) -> dict[str, str]:
     """The read-only commands of the inside checks, by section name."""
     d = m.distro
-    secret_paths = sorted({f.path for f in m.files if f.secret}
-                          | {mp.source + ".db" for mp in m.maps if _is_secret(m, mp.source)})
+    secret_paths = sorted(
+        {f.path for f in m.files if f.secret}
+        | {mp.source + ".db" for mp in m.maps if _is_secret(m, mp.source)}
+    )
     cmds: dict[str, str] = {
         "key": f"stat -c '%a|%U|%G|%n' {shlex.quote(m.tls.key_path)}",
-        "secret_files": "stat -c '%a|%U|%G|%n' " + " ".join(shlex.quote(p) for p in secret_paths)
-        + " 2>/dev/null; true" if secret_paths else "true",
+        "secret_files": "stat -c '%a|%U|%G|%n' "
+        + " ".join(shlex.quote(p) for p in secret_paths)
+        + " 2>/dev/null; true"
+        if secret_paths
+        else "true",
         "queue": "date +%s; postqueue -j",
         # Only warnings and worse leave the host (-p warning): the only lines the log checks judge
         # (Postfix and Dovecot log warning: at LOG_WARNING, fatal:/panic: at LOG_CRIT). A day of a busy
         # host's mail log is megabytes the controller would read to throw away.
-        "log": (f"if command -v journalctl >/dev/null; then journalctl --no-pager -q -o short-iso "
-                f"--since {shlex.quote(log_since)} -p warning SYSLOG_FACILITY=2; "
-                f"elif [ -f {shlex.quote(d.mail_log)} ]; then tail -n 5000 {shlex.quote(d.mail_log)} "
-                "| grep -E ': ([Ff]atal|[Pp]anic|[Ww]arning):'; fi"),
+        "log": (
+            f"if command -v journalctl >/dev/null; then journalctl --no-pager -q -o short-iso "
+            f"--since {shlex.quote(log_since)} -p warning SYSLOG_FACILITY=2; "
+            f"elif [ -f {shlex.quote(d.mail_log)} ]; then tail -n 5000 {shlex.quote(d.mail_log)} "
+            "| grep -E ': ([Ff]atal|[Pp]anic|[Ww]arning):'; fi"
+        ),
     }
     passwd_files = [f.path for f in m.files if f.path == d.dovecot_passwd_file]
     if passwd_files:
@@ -148,16 +169,20 @@ def inside_commands(m: Manifest, settings: HostSettings, account: Account | None
         # only the user names of offending lines leave the host, never the lines themselves
         # a file that cannot be read is reported as such (exit 2), never as lines of its content
         q = shlex.quote(passwd_files[0])
-        cmds["plain_hashes"] = (f"if [ -r {q} ]; then grep -E {shlex.quote(pattern)} {q} | cut -d: -f1; "
-                                f"else echo \"cannot read {passwd_files[0]}\"; exit 2; fi")
+        cmds["plain_hashes"] = (
+            f"if [ -r {q} ]; then grep -E {shlex.quote(pattern)} {q} | cut -d: -f1; "
+            f'else echo "cannot read {passwd_files[0]}"; exit 2; fi'
+        )
     if m.sasl_backend == "saslauthd":
         sock = next((s for s in m.sockets if s.endswith("/mux")), None)
         cmds["saslauthd_active"] = f"systemctl is-active {shlex.quote(d.services['saslauthd'])}"
         if sock:
             cmds["saslauthd_socket"] = f"test -S {shlex.quote(sock)}"
             if account is not None and password is not None and account.kind == "system":
-                cmds["testsaslauthd"] = (f"testsaslauthd -s smtp -f {shlex.quote(sock)} "
-                                         f"-u {shlex.quote(account.login)} -p {shlex.quote(password)}")
+                cmds["testsaslauthd"] = (
+                    f"testsaslauthd -s smtp -f {shlex.quote(sock)} "
+                    f"-u {shlex.quote(account.login)} -p {shlex.quote(password)}"
+                )
     return cmds
 
 
@@ -172,36 +197,52 @@ def check_key(checks: CheckSet, m: Manifest, s: Section | None) -> None:
         return
     mode, owner, _group, _ = s.lines[0].split("|", 3)
     ok = owner == "root" and int(mode, 8) & 0o077 == 0
-    checks.add(cid, ok, f"{m.tls.key_path}: mode {mode} owner {owner} — readable by others than root",
-               ok_message=f"{m.tls.key_path}: {mode} {owner}", severity=Severity.CRITICAL,
-               fix=f"chown root:root {m.tls.key_path} && chmod 600 {m.tls.key_path}")
+    checks.add(
+        cid,
+        ok,
+        f"{m.tls.key_path}: mode {mode} owner {owner} — readable by others than root",
+        ok_message=f"{m.tls.key_path}: {mode} {owner}",
+        severity=Severity.CRITICAL,
+        fix=f"chown root:root {m.tls.key_path} && chmod 600 {m.tls.key_path}",
+    )
 
 
 def check_secret_files(checks: CheckSet, s: Section | None) -> None:
-    for line in (s.lines if s else []):
+    for line in s.lines if s else []:
         parts = line.split("|", 3)
         if len(parts) != 4:
             continue
         mode, owner, group, path = parts
         ok = int(mode, 8) & 0o007 == 0
-        checks.add(f"files.password_file[{path}]", ok,
-                   f"{path}: mode {mode} ({owner}:{group}) is world-readable",
-                   ok_message=f"{path}: {mode} {owner}:{group}", severity=Severity.HIGH,
-                   fix=f"chmod o-rwx {path}")
+        checks.add(
+            f"files.password_file[{path}]",
+            ok,
+            f"{path}: mode {mode} ({owner}:{group}) is world-readable",
+            ok_message=f"{path}: {mode} {owner}:{group}",
+            severity=Severity.HIGH,
+            fix=f"chmod o-rwx {path}",
+        )
 
 
 def check_plain_hashes(checks: CheckSet, m: Manifest, s: Section | None) -> None:
     if s is None:
         return
     if s.rc != 0:
-        checks.error("auth.no_plain_hashes", f"{m.distro.dovecot_passwd_file} not checked: {s.text.strip()} "
-                     "(drift names the missing file; re-run mailserver deploy)")
+        checks.error(
+            "auth.no_plain_hashes",
+            f"{m.distro.dovecot_passwd_file} not checked: {s.text.strip()} "
+            "(drift names the missing file; re-run mailserver deploy)",
+        )
         return
     users = [x for x in s.lines if x.strip()]
-    checks.add("auth.no_plain_hashes", not users,
-               f"{m.distro.dovecot_passwd_file}: plaintext passwords for {', '.join(users)}",
-               ok_message="no {PLAIN} passwords", severity=Severity.HIGH,
-               fix="store ARGON2ID or SHA512-CRYPT hashes (mailserver passwd)")
+    checks.add(
+        "auth.no_plain_hashes",
+        not users,
+        f"{m.distro.dovecot_passwd_file}: plaintext passwords for {', '.join(users)}",
+        ok_message="no {PLAIN} passwords",
+        severity=Severity.HIGH,
+        fix="store ARGON2ID or SHA512-CRYPT hashes (mailserver passwd)",
+    )
 
 
 def check_saslauthd(checks: CheckSet, m: Manifest, sections: Mapping[str, Section]) -> None:
@@ -210,27 +251,41 @@ def check_saslauthd(checks: CheckSet, m: Manifest, sections: Mapping[str, Sectio
         return
     active = sections.get("saslauthd_active")
     state = active.text.strip() if active else "unknown"
-    checks.add("saslauthd.running", state == "active", f"saslauthd is {state}",
-               ok_message="saslauthd active", severity=Severity.HIGH, fix="systemctl enable --now saslauthd")
+    checks.add(
+        "saslauthd.running",
+        state == "active",
+        f"saslauthd is {state}",
+        ok_message="saslauthd active",
+        severity=Severity.HIGH,
+        fix="systemctl enable --now saslauthd",
+    )
     sock = next((x for x in m.sockets if x.endswith("/mux")), None)
     if sock is None:
         checks.skip("saslauthd.socket_in_chroot", "the manifest names no saslauthd socket")
         return
     in_chroot = sock.startswith(m.distro.postfix_chroot_dir.rstrip("/") + "/")
     present = (s := sections.get("saslauthd_socket")) is not None and s.rc == 0
-    checks.add("saslauthd.socket_in_chroot", in_chroot and present,
-               f"{sock}: " + ("missing" if not present else "outside Postfix's chroot"),
-               ok_message=f"{sock} present inside the chroot", severity=Severity.HIGH,
-               fix="saslauthd -m <chroot>/var/run/saslauthd (OPTIONS in /etc/default/saslauthd); restart it")
+    checks.add(
+        "saslauthd.socket_in_chroot",
+        in_chroot and present,
+        f"{sock}: " + ("missing" if not present else "outside Postfix's chroot"),
+        ok_message=f"{sock} present inside the chroot",
+        severity=Severity.HIGH,
+        fix="saslauthd -m <chroot>/var/run/saslauthd (OPTIONS in /etc/default/saslauthd); restart it",
+    )
     t = sections.get("testsaslauthd")
     if t is None:
         checks.skip("saslauthd.testsaslauthd", "no system probe account with a password")
     else:
-        ok = t.rc == 0 and '0: OK' in t.text
-        checks.add("saslauthd.testsaslauthd", ok,
-                   f"testsaslauthd refused the probe account: {t.text.strip()}",
-                   ok_message="testsaslauthd: OK", severity=Severity.HIGH,
-                   fix="check the PAM service smtp and the user's password")
+        ok = t.rc == 0 and "0: OK" in t.text
+        checks.add(
+            "saslauthd.testsaslauthd",
+            ok,
+            f"testsaslauthd refused the probe account: {t.text.strip()}",
+            ok_message="testsaslauthd: OK",
+            severity=Severity.HIGH,
+            fix="check the PAM service smtp and the user's password",
+        )
 
 
 def check_queue(checks: CheckSet, s: Section | None, settings: HostSettings) -> None:
@@ -244,43 +299,68 @@ def check_queue(checks: CheckSet, s: Section | None, settings: HostSettings) -> 
             msg = json.loads(line)
         except ValueError:
             if "postqueue" in line and "fatal" in line:
-                checks.fail("queue.deferred", f"postqueue: {line}", severity=Severity.HIGH,
-                            fix="check that postfix is running (postfix status)")
+                checks.fail(
+                    "queue.deferred",
+                    f"postqueue: {line}",
+                    severity=Severity.HIGH,
+                    fix="check that postfix is running (postfix status)",
+                )
                 return
             continue
         if msg.get("queue_name") == "deferred":
             deferred.append(int(msg.get("arrival_time", now)))
     n = len(deferred)
-    checks.add("queue.deferred", n <= settings.queue_deferred_max,
-               f"{n} deferred messages (threshold {settings.queue_deferred_max})",
-               ok_message=f"{n} deferred messages", severity=Severity.LOW,
-               fix="postqueue -p; look at the reasons in the mail log, then postqueue -f")
+    checks.add(
+        "queue.deferred",
+        n <= settings.queue_deferred_max,
+        f"{n} deferred messages (threshold {settings.queue_deferred_max})",
+        ok_message=f"{n} deferred messages",
+        severity=Severity.LOW,
+        fix="postqueue -p; look at the reasons in the mail log, then postqueue -f",
+    )
     age = (now - min(deferred)) / 3600 if deferred else 0.0
-    checks.add("queue.oldest", age <= settings.queue_age_max_hours,
-               f"oldest deferred message is {age:.1f} h old (threshold {settings.queue_age_max_hours} h)",
-               ok_message=f"oldest deferred message {age:.1f} h", severity=Severity.LOW,
-               fix="postqueue -p; postcat -q ID to see why it stays")
+    checks.add(
+        "queue.oldest",
+        age <= settings.queue_age_max_hours,
+        f"oldest deferred message is {age:.1f} h old (threshold {settings.queue_age_max_hours} h)",
+        ok_message=f"oldest deferred message {age:.1f} h",
+        severity=Severity.LOW,
+        fix="postqueue -p; postcat -q ID to see why it stays",
+    )
 
 
 def check_log(checks: CheckSet, s: Section | None, settings: HostSettings, since: str) -> None:
     ignore = [re.compile(p) for p in (*BENIGN_LOG, *settings.log_ignore)]
-    bad = [line for line in (s.lines if s else []) if LOG_LINE.search(line)
-           and not any(p.search(line) for p in ignore)]
+    bad = [
+        line
+        for line in (s.lines if s else [])
+        if LOG_LINE.search(line) and not any(p.search(line) for p in ignore)
+    ]
     severe = [x for x in bad if re.search(r"(fatal|panic|Fatal|Panic):", x)]
-    checks.add("log.fatal_panic", not severe,
-               f"{len(severe)} fatal/panic lines in the mail log since {since}",
-               ok_message=f"no fatal/panic lines since {since}", severity=Severity.HIGH,
-               fix="read the lines below; fix the cause, then re-run the audit with --log-since now",
-               detail="\n".join(severe[-20:]))
+    checks.add(
+        "log.fatal_panic",
+        not severe,
+        f"{len(severe)} fatal/panic lines in the mail log since {since}",
+        ok_message=f"no fatal/panic lines since {since}",
+        severity=Severity.HIGH,
+        fix="read the lines below; fix the cause, then re-run the audit with --log-since now",
+        detail="\n".join(severe[-20:]),
+    )
     warnings = [x for x in bad if x not in severe]
-    checks.add("log.warnings", not warnings, f"{len(warnings)} warning lines in the mail log since {since}",
-               ok_message=f"no warnings since {since}", severity=Severity.LOW,
-               fix="read the lines below; known-harmless ones go in mailserver_audit.log_ignore",
-               detail="\n".join(warnings[-20:]))
+    checks.add(
+        "log.warnings",
+        not warnings,
+        f"{len(warnings)} warning lines in the mail log since {since}",
+        ok_message=f"no warnings since {since}",
+        severity=Severity.LOW,
+        fix="read the lines below; known-harmless ones go in mailserver_audit.log_ignore",
+        detail="\n".join(warnings[-20:]),
+    )
 
 
-def evaluate_inside(host: str, m: Manifest, sections: Mapping[str, Section], settings: HostSettings,
-                    since: str) -> list[CheckResult]:
+def evaluate_inside(
+    host: str, m: Manifest, sections: Mapping[str, Section], settings: HostSettings, since: str
+) -> list[CheckResult]:
     """All inside verdicts from the sections' output (pure)."""
     checks = CheckSet(host, "audit")
     check_key(checks, m, sections.get("key"))
@@ -319,8 +399,9 @@ def run_inside(t: Target, options: AuditOptions, settings: HostSettings) -> list
 def run_dns(t: Target, options: AuditOptions, settings: HostSettings) -> list[CheckResult]:
     from pyinfra_mailserver.audit import dns
 
-    return dns.run_dns_checks(t.name, t.manifest, t.address, options.dns_resolver or settings.dns_resolver,
-                              options.timeout)
+    return dns.run_dns_checks(
+        t.name, t.manifest, t.address, options.dns_resolver or settings.dns_resolver, options.timeout
+    )
 
 
 def run_host(t: Target, options: AuditOptions) -> list[CheckResult]:
@@ -341,7 +422,15 @@ def run_all(targets: Sequence[Target], options: AuditOptions) -> list[CheckResul
         try:
             return run_host(t, options)
         except Exception as e:
-            return [CheckResult("audit.host", t.name, Status.ERROR, f"audit failed: {type(e).__name__}: {e}",
-                                Severity.HIGH, section="audit")]
+            return [
+                CheckResult(
+                    "audit.host",
+                    t.name,
+                    Status.ERROR,
+                    f"audit failed: {type(e).__name__}: {e}",
+                    Severity.HIGH,
+                    section="audit",
+                )
+            ]
 
     return in_parallel(one, list(targets))

@@ -57,7 +57,7 @@ def _read_name(msg: bytes, off: int) -> tuple[str, int]:
         if n & 0xC0 == 0xC0:
             if hops > 20:
                 raise DnsError("compression loop")
-            ptr = struct.unpack("!H", msg[off:off + 2])[0] & 0x3FFF
+            ptr = struct.unpack("!H", msg[off : off + 2])[0] & 0x3FFF
             if not jumped:
                 end = off + 2
             off, jumped, hops = ptr, True, hops + 1
@@ -65,7 +65,7 @@ def _read_name(msg: bytes, off: int) -> tuple[str, int]:
         off += 1
         if n == 0:
             break
-        labels.append(msg[off:off + n].decode("ascii", "replace"))
+        labels.append(msg[off : off + n].decode("ascii", "replace"))
         off += n
     return ".".join(labels), (end if jumped else off)
 
@@ -84,9 +84,9 @@ def parse_response(msg: bytes, qid: int) -> tuple[int, list[Record]]:
     records = []
     for _ in range(an):
         name, off = _read_name(msg, off)
-        rtype, _cls, _ttl, rdlen = struct.unpack("!HHIH", msg[off:off + 10])
+        rtype, _cls, _ttl, rdlen = struct.unpack("!HHIH", msg[off : off + 10])
         off += 10
-        rdata = msg[off:off + rdlen]
+        rdata = msg[off : off + rdlen]
         t = NAMES.get(rtype)
         if t == "A" and rdlen == 4:
             data = str(ipaddress.IPv4Address(rdata))
@@ -101,7 +101,7 @@ def parse_response(msg: bytes, qid: int) -> tuple[int, list[Record]]:
             parts, i = [], 0
             while i < len(rdata):
                 n = rdata[i]
-                parts.append(rdata[i + 1:i + 1 + n].decode("utf-8", "replace"))
+                parts.append(rdata[i + 1 : i + 1 + n].decode("utf-8", "replace"))
                 i += 1 + n
             data = "".join(parts)
         else:
@@ -149,13 +149,17 @@ def _split(resolver: str) -> tuple[str, int]:
     return resolver, 53
 
 
-def run_dns_checks(host: str, m: Manifest, address: str, resolver: str | None,
-                   timeout: float = 2.0) -> list[CheckResult]:
+def run_dns_checks(
+    host: str, m: Manifest, address: str, resolver: str | None, timeout: float = 2.0
+) -> list[CheckResult]:
     checks = CheckSet(host, "audit")
     if not resolver:
         for cid in CHECK_IDS:
-            checks.skip(cid, "DNS checks skipped: no resolver configured (--dns-resolver or "
-                        "mailserver_audit.dns_resolver)")
+            checks.skip(
+                cid,
+                "DNS checks skipped: no resolver configured (--dns-resolver or "
+                "mailserver_audit.dns_resolver)",
+            )
         return checks.results
     server, port = _split(resolver)
     name = m.hostname
@@ -171,32 +175,56 @@ def run_dns_checks(host: str, m: Manifest, address: str, resolver: str | None,
             checks.skip(cid, f"DNS checks skipped: resolver {resolver} did not answer ({e})")
         return checks.results
     targets = [r.data.split(" ", 1)[1].rstrip(".").lower() for r in mx]
-    checks.add("dns.mx", name.lower() in targets, f"MX of {domain}: {targets or 'none'}, not {name}",
-               ok_message=f"MX of {domain} points to {name}", severity=Severity.MEDIUM,
-               fix=f"publish `{domain}. MX 10 {name}.`")
+    checks.add(
+        "dns.mx",
+        name.lower() in targets,
+        f"MX of {domain}: {targets or 'none'}, not {name}",
+        ok_message=f"MX of {domain} points to {name}",
+        severity=Severity.MEDIUM,
+        fix=f"publish `{domain}. MX 10 {name}.`",
+    )
     try:
         addrs = [r.data for r in q(name, "A")] + [r.data for r in q(name, "AAAA")]
         is_ip = _is_ip(address)
         ok = bool(addrs) and (not is_ip or address in addrs)
-        checks.add("dns.a", ok,
-                   f"{name} resolves to {addrs or 'nothing'}" + (f", not {address}" if is_ip else ""),
-                   ok_message=f"{name} -> {', '.join(addrs)}", severity=Severity.MEDIUM,
-                   fix=f"publish A/AAAA records of {name} with the host's address")
+        checks.add(
+            "dns.a",
+            ok,
+            f"{name} resolves to {addrs or 'nothing'}" + (f", not {address}" if is_ip else ""),
+            ok_message=f"{name} -> {', '.join(addrs)}",
+            severity=Severity.MEDIUM,
+            fix=f"publish A/AAAA records of {name} with the host's address",
+        )
         if is_ip:
             ptr = [r.data.rstrip(".").lower() for r in q(reverse_name(address), "PTR")]
-            checks.add("dns.ptr", name.lower() in ptr, f"PTR of {address}: {ptr or 'none'}, not {name}",
-                       ok_message=f"PTR of {address} is {name}", severity=Severity.MEDIUM,
-                       fix=f"ask the address owner for PTR {address} -> {name} (receivers check it)")
+            checks.add(
+                "dns.ptr",
+                name.lower() in ptr,
+                f"PTR of {address}: {ptr or 'none'}, not {name}",
+                ok_message=f"PTR of {address} is {name}",
+                severity=Severity.MEDIUM,
+                fix=f"ask the address owner for PTR {address} -> {name} (receivers check it)",
+            )
         else:
             checks.skip("dns.ptr", f"{address} is not an IP address: PTR not checked")
         spf = [r.data for r in q(domain, "TXT") if r.data.lower().startswith("v=spf1")]
-        checks.add("dns.spf", len(spf) == 1, f"{domain}: {len(spf)} SPF records (need exactly one)",
-                   ok_message=f"SPF: {spf[0] if spf else ''}", severity=Severity.LOW,
-                   fix=f'publish `{domain}. TXT "v=spf1 mx -all"`')
+        checks.add(
+            "dns.spf",
+            len(spf) == 1,
+            f"{domain}: {len(spf)} SPF records (need exactly one)",
+            ok_message=f"SPF: {spf[0] if spf else ''}",
+            severity=Severity.LOW,
+            fix=f'publish `{domain}. TXT "v=spf1 mx -all"`',
+        )
         dmarc = [r.data for r in q(f"_dmarc.{domain}", "TXT") if r.data.startswith("v=DMARC1")]
-        checks.add("dns.dmarc", len(dmarc) == 1, f"_dmarc.{domain}: no DMARC record",
-                   ok_message=f"DMARC: {dmarc[0] if dmarc else ''}", severity=Severity.LOW,
-                   fix=f'publish `_dmarc.{domain}. TXT "v=DMARC1; p=quarantine"`')
+        checks.add(
+            "dns.dmarc",
+            len(dmarc) == 1,
+            f"_dmarc.{domain}: no DMARC record",
+            ok_message=f"DMARC: {dmarc[0] if dmarc else ''}",
+            severity=Severity.LOW,
+            fix=f'publish `_dmarc.{domain}. TXT "v=DMARC1; p=quarantine"`',
+        )
     except DnsError as e:
         done = {r.id for r in checks.results}
         for cid in CHECK_IDS:

@@ -28,9 +28,15 @@ EXPIRY_DAYS = 21
 SMTP_PROTOCOLS = ("smtp", "submission", "smtps")
 IMAP_PROTOCOLS = ("imap", "imaps")
 POP3_PROTOCOLS = ("pop3", "pop3s")
-TLS_CHECKS = ("tls.v1_refused", "tls.v1_1_refused", "tls.v1_2_accepted", "tls.v1_3_accepted",
-              "tls.cert_chain",
-              "tls.cert_name", "tls.cert_expiry")
+TLS_CHECKS = (
+    "tls.v1_refused",
+    "tls.v1_1_refused",
+    "tls.v1_2_accepted",
+    "tls.v1_3_accepted",
+    "tls.cert_chain",
+    "tls.cert_name",
+    "tls.cert_expiry",
+)
 
 
 @dataclass(frozen=True)
@@ -111,17 +117,25 @@ def _relay_check(s: smtplib.SMTP, checks: CheckSet, label: str, n: int) -> None:
     if code >= 500:
         checks.passed(f"smtp.open_relay[{n}]", f"{label}: relay refused ({code})", Severity.CRITICAL)
     elif code < 400:
-        checks.fail(f"smtp.open_relay[{n}]", f"{label}: OPEN RELAY: unauthenticated RCPT to "
-                    f"{FOREIGN_RCPT} accepted ({code} {msg})", severity=Severity.CRITICAL,
-                    fix="mynetworks = 127.0.0.0/8 [::1]/128 and smtpd_relay_restrictions ending in "
-                    "reject_unauth_destination")
+        checks.fail(
+            f"smtp.open_relay[{n}]",
+            f"{label}: OPEN RELAY: unauthenticated RCPT to {FOREIGN_RCPT} accepted ({code} {msg})",
+            severity=Severity.CRITICAL,
+            fix="mynetworks = 127.0.0.0/8 [::1]/128 and smtpd_relay_restrictions ending in "
+            "reject_unauth_destination",
+        )
     else:
-        checks.fail(f"smtp.open_relay[{n}]", f"{label}: foreign RCPT deferred ({code} {msg}), not refused",
-                    severity=Severity.LOW, fix="use reject_unauth_destination, not defer_unauth_destination")
+        checks.fail(
+            f"smtp.open_relay[{n}]",
+            f"{label}: foreign RCPT deferred ({code} {msg}), not refused",
+            severity=Severity.LOW,
+            fix="use reject_unauth_destination, not defer_unauth_destination",
+        )
 
 
-def probe_smtp(t: ProbeTarget, port: Port, checks: CheckSet,
-               ctx: ssl.SSLContext) -> tlsprobe.Handshake | None:
+def probe_smtp(
+    t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
+) -> tlsprobe.Handshake | None:
     """Relay, AUTH placement, STARTTLS, implicit TLS and VRFY on one SMTP port; returns the session's
     verified TLS handshake (None without one) for the port's TLS checks."""
     label, n = _port_label(port), port.port
@@ -129,37 +143,62 @@ def probe_smtp(t: ProbeTarget, port: Port, checks: CheckSet,
     try:
         session = _Smtp(t, port, ctx)
     except ssl.SSLCertVerificationError as e:
-        checks.skip(f"smtp.trusted_session[{n}]", f"{label}: certificate not trusted "
-                    f"({e.verify_message}); protocol checks skipped — see tls.cert_chain")
+        checks.skip(
+            f"smtp.trusted_session[{n}]",
+            f"{label}: certificate not trusted "
+            f"({e.verify_message}); protocol checks skipped — see tls.cert_chain",
+        )
         return None
     except ssl.SSLError as e:
-        checks.fail(f"smtp.implicit_tls[{n}]", f"{label}: no TLS handshake on connect: {e}",
-                    severity=Severity.HIGH, fix=f"-o smtpd_tls_wrappermode=yes on {port.protocol}")
+        checks.fail(
+            f"smtp.implicit_tls[{n}]",
+            f"{label}: no TLS handshake on connect: {e}",
+            severity=Severity.HIGH,
+            fix=f"-o smtpd_tls_wrappermode=yes on {port.protocol}",
+        )
         return None
     except (OSError, smtplib.SMTPException) as e:
-        checks.fail(f"smtp.reachable[{n}]", f"{label}: cannot connect: {e}", severity=Severity.HIGH,
-                    fix=f"start postfix and make it listen on {n} (postfix status; ss -ltn)")
+        checks.fail(
+            f"smtp.reachable[{n}]",
+            f"{label}: cannot connect: {e}",
+            severity=Severity.HIGH,
+            fix=f"start postfix and make it listen on {n} (postfix status; ss -ltn)",
+        )
         return None
     try:
         if port.tls == "implicit":
             tls = _session_tls(session.s.sock)
         code, _ = session.banner
-        checks.add(f"smtp.reachable[{n}]", code == 220, f"{label}: greeting {code}",
-                   severity=Severity.HIGH, fix="check postfix is running and not overloaded")
+        checks.add(
+            f"smtp.reachable[{n}]",
+            code == 220,
+            f"{label}: greeting {code}",
+            severity=Severity.HIGH,
+            fix="check postfix is running and not overloaded",
+        )
         if port.tls == "implicit":
             checks.passed(f"smtp.implicit_tls[{n}]", f"{label}: TLS from the first byte")
         plain = session.ehlo()
         if port.tls != "implicit":
             auth_plain = any(f.startswith("AUTH") for f in plain)
-            checks.add(f"smtp.no_auth_before_tls[{n}]", not auth_plain,
-                       f"{label}: AUTH offered before STARTTLS (passwords in clear)",
-                       ok_message=f"{label}: no AUTH before STARTTLS", severity=Severity.HIGH,
-                       fix="set smtpd_tls_auth_only = yes")
+            checks.add(
+                f"smtp.no_auth_before_tls[{n}]",
+                not auth_plain,
+                f"{label}: AUTH offered before STARTTLS (passwords in clear)",
+                ok_message=f"{label}: no AUTH before STARTTLS",
+                severity=Severity.HIGH,
+                fix="set smtpd_tls_auth_only = yes",
+            )
         has_starttls = "STARTTLS" in plain
         if port.tls == "starttls":
-            checks.add(f"smtp.starttls[{n}]", has_starttls, f"{label}: STARTTLS not offered",
-                       ok_message=f"{label}: STARTTLS offered", severity=Severity.HIGH,
-                       fix="set smtpd_tls_security_level = may (25) / encrypt (587) with a cert and key")
+            checks.add(
+                f"smtp.starttls[{n}]",
+                has_starttls,
+                f"{label}: STARTTLS not offered",
+                ok_message=f"{label}: STARTTLS offered",
+                severity=Severity.HIGH,
+                fix="set smtpd_tls_security_level = may (25) / encrypt (587) with a cert and key",
+            )
         relayed = False
         if port.protocol == "smtp":  # MX port: most relay abuse comes without TLS, so probe before it
             _relay_check(session.s, checks, label, n)
@@ -172,45 +211,71 @@ def probe_smtp(t: ProbeTarget, port: Port, checks: CheckSet,
         features = session.ehlo()
         auth_now = any(f.startswith("AUTH") for f in features)
         if port.auth == "none":
-            checks.add(f"smtp.auth_offered[{n}]", not auth_now,
-                       f"{label}: AUTH offered but the model says this port takes no AUTH",
-                       ok_message=f"{label}: no AUTH (as the model says)", severity=Severity.MEDIUM,
-                       fix=f"remove smtpd_sasl_auth_enable from the {port.protocol} service")
+            checks.add(
+                f"smtp.auth_offered[{n}]",
+                not auth_now,
+                f"{label}: AUTH offered but the model says this port takes no AUTH",
+                ok_message=f"{label}: no AUTH (as the model says)",
+                severity=Severity.MEDIUM,
+                fix=f"remove smtpd_sasl_auth_enable from the {port.protocol} service",
+            )
         elif port.auth == "required":
-            checks.add(f"smtp.auth_offered[{n}]", auth_now,
-                       f"{label}: AUTH not offered (no client can log in)",
-                       ok_message=f"{label}: AUTH offered", severity=Severity.HIGH,
-                       fix=f"-o smtpd_sasl_auth_enable=yes on the {port.protocol} service in master.cf")
+            checks.add(
+                f"smtp.auth_offered[{n}]",
+                auth_now,
+                f"{label}: AUTH not offered (no client can log in)",
+                ok_message=f"{label}: AUTH offered",
+                severity=Severity.HIGH,
+                fix=f"-o smtpd_sasl_auth_enable=yes on the {port.protocol} service in master.cf",
+            )
         if not relayed:  # client ports: after TLS, where a client would try
             _relay_check(session.s, checks, label, n)
         if port.auth == "required":
             rcpt = f"postmaster@{t.local_domain}"
             code, msg = _rcpt_verdict(session.s, rcpt)
-            checks.add(f"smtp.submission_requires_auth[{n}]", code >= 500,
-                       f"{label}: unauthenticated RCPT to {rcpt} answered {code} {msg}",
-                       ok_message=f"{label}: mail without AUTH refused ({code})", severity=Severity.HIGH,
-                       fix="-o smtpd_relay_restrictions=permit_sasl_authenticated,reject on the service")
+            checks.add(
+                f"smtp.submission_requires_auth[{n}]",
+                code >= 500,
+                f"{label}: unauthenticated RCPT to {rcpt} answered {code} {msg}",
+                ok_message=f"{label}: mail without AUTH refused ({code})",
+                severity=Severity.HIGH,
+                fix="-o smtpd_relay_restrictions=permit_sasl_authenticated,reject on the service",
+            )
         code, _ = session.s.verify("postmaster")
-        checks.add(f"smtp.vrfy_disabled[{n}]", code >= 500,
-                   f"{label}: VRFY answered {code} (address harvesting)",
-                   ok_message=f"{label}: VRFY disabled ({code})", severity=Severity.LOW,
-                   fix="set disable_vrfy_command = yes")
+        checks.add(
+            f"smtp.vrfy_disabled[{n}]",
+            code >= 500,
+            f"{label}: VRFY answered {code} (address harvesting)",
+            ok_message=f"{label}: VRFY disabled ({code})",
+            severity=Severity.LOW,
+            fix="set disable_vrfy_command = yes",
+        )
         if port.auth != "none" and t.account is not None and "smtp-auth" in t.account.services and auth_now:
             try:
                 session.s.login(t.account.user, t.account.password)
                 checks.passed(f"smtp.login[{n}]", f"{label}: AUTH as {t.account.user} works")
             except smtplib.SMTPException as e:
-                checks.fail(f"smtp.login[{n}]", f"{label}: AUTH as {t.account.user} failed: "
-                            f"{_smtp_error(e)}", severity=Severity.HIGH,
-                            fix="check the SASL backend (saslauthd / Dovecot auth) and the probe password")
+                checks.fail(
+                    f"smtp.login[{n}]",
+                    f"{label}: AUTH as {t.account.user} failed: {_smtp_error(e)}",
+                    severity=Severity.HIGH,
+                    fix="check the SASL backend (saslauthd / Dovecot auth) and the probe password",
+                )
     except ssl.SSLCertVerificationError as e:  # after STARTTLS: the TLS checks report the chain
-        checks.skip(f"smtp.trusted_session[{n}]", f"{label}: certificate not trusted "
-                    f"({e.verify_message}); checks after STARTTLS skipped — see tls.cert_chain")
+        checks.skip(
+            f"smtp.trusted_session[{n}]",
+            f"{label}: certificate not trusted "
+            f"({e.verify_message}); checks after STARTTLS skipped — see tls.cert_chain",
+        )
     except (OSError, smtplib.SMTPException) as e:
         # the port answered, then the server dropped a well-formed dialogue: a fault of the host
         # (e.g. smtpd exits when its SASL backend is gone), not a check that could not run
-        checks.fail(f"smtp.session[{n}]", f"{label}: session broke off: {e}", severity=Severity.HIGH,
-                    fix="read the mail log for the daemon's fatal error on this port")
+        checks.fail(
+            f"smtp.session[{n}]",
+            f"{label}: session broke off: {e}",
+            severity=Severity.HIGH,
+            fix="read the mail log for the daemon's fatal error on this port",
+        )
     finally:
         session.close()
     return tls
@@ -226,8 +291,9 @@ def _session_tls(sock: object, offered: str | None = None) -> tlsprobe.Handshake
 Pinned = tuple[str, ssl.SSLContext]
 
 
-def _starttls(upgrade: Callable[[ssl.SSLContext], object], ctx: ssl.SSLContext,
-              pinned: Pinned | None) -> tlsprobe.Handshake | None:
+def _starttls(
+    upgrade: Callable[[ssl.SSLContext], object], ctx: ssl.SSLContext, pinned: Pinned | None
+) -> tlsprobe.Handshake | None:
     """Run a protocol's STARTTLS `upgrade` with the run's context, or with the `pinned` version's.
 
     A pinned version the server will not complete is an answer to "is it accepted?" (returned as a
@@ -252,8 +318,14 @@ def _smtp_error(e: smtplib.SMTPException) -> str:
     return str(e)
 
 
-def probe_imap(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext,
-               pinned: Pinned | None = None, login: bool = True) -> tlsprobe.Handshake | None:
+def probe_imap(
+    t: ProbeTarget,
+    port: Port,
+    checks: CheckSet,
+    ctx: ssl.SSLContext,
+    pinned: Pinned | None = None,
+    login: bool = True,
+) -> tlsprobe.Handshake | None:
     """Plaintext login refused before TLS, STARTTLS offered, and a probe login when an account is given
     (and `login`); returns the session's TLS handshake (STARTTLS is taken whenever offered, with the
     `pinned` version only when given: the port's TLS checks reuse it instead of connecting again)."""
@@ -266,12 +338,18 @@ def probe_imap(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
             m = imaplib.IMAP4(t.address, n, timeout=t.timeout)
             m.host = t.server_name  # STARTTLS sends `host` as SNI; the socket is already connected
     except ssl.SSLCertVerificationError as e:
-        checks.skip(f"imap.trusted_session[{n}]", f"{label}: certificate not trusted "
-                    f"({e.verify_message}) — see tls.cert_chain")
+        checks.skip(
+            f"imap.trusted_session[{n}]",
+            f"{label}: certificate not trusted ({e.verify_message}) — see tls.cert_chain",
+        )
         return None
     except (OSError, imaplib.IMAP4.error) as e:
-        checks.fail(f"imap.reachable[{n}]", f"{label}: cannot connect: {e}", severity=Severity.HIGH,
-                    fix=f"start dovecot and enable {port.protocol} on {n} (doveconf protocols; ss -ltn)")
+        checks.fail(
+            f"imap.reachable[{n}]",
+            f"{label}: cannot connect: {e}",
+            severity=Severity.HIGH,
+            fix=f"start dovecot and enable {port.protocol} on {n} (doveconf protocols; ss -ltn)",
+        )
         return None
     try:
         checks.passed(f"imap.reachable[{n}]", f"{label}: greeting received", Severity.HIGH)
@@ -281,14 +359,23 @@ def probe_imap(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
         if not secured:
             caps = {c.upper() for c in m.capabilities}
             ok = "LOGINDISABLED" in caps and not any(c.startswith("AUTH=PLAIN") for c in caps)
-            checks.add(f"imap.plaintext_auth_refused[{n}]", ok,
-                       f"{label}: login offered without TLS (capabilities: {' '.join(sorted(caps))})",
-                       ok_message=f"{label}: LOGINDISABLED before TLS", severity=Severity.HIGH,
-                       fix="auth_allow_cleartext = no (disable_plaintext_auth = yes) and ssl = required")
+            checks.add(
+                f"imap.plaintext_auth_refused[{n}]",
+                ok,
+                f"{label}: login offered without TLS (capabilities: {' '.join(sorted(caps))})",
+                ok_message=f"{label}: LOGINDISABLED before TLS",
+                severity=Severity.HIGH,
+                fix="auth_allow_cleartext = no (disable_plaintext_auth = yes) and ssl = required",
+            )
             has = "STARTTLS" in caps
-            checks.add(f"imap.starttls[{n}]", has, f"{label}: STARTTLS not offered",
-                       ok_message=f"{label}: STARTTLS offered", severity=Severity.HIGH,
-                       fix="ssl = required with ssl_cert/ssl_key in Dovecot")
+            checks.add(
+                f"imap.starttls[{n}]",
+                has,
+                f"{label}: STARTTLS not offered",
+                ok_message=f"{label}: STARTTLS offered",
+                severity=Severity.HIGH,
+                fix="ssl = required with ssl_cert/ssl_key in Dovecot",
+            )
             if has:
                 refused_version = _starttls(lambda c: m.starttls(ssl_context=c), ctx, pinned)
                 if refused_version is not None:  # the TLS checks say so
@@ -300,24 +387,41 @@ def probe_imap(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
                 m.login(t.account.user, t.account.password)
                 checks.passed(f"imap.login[{n}]", f"{label}: login as {t.account.user} works")
             except imaplib.IMAP4.error as e:
-                checks.fail(f"imap.login[{n}]", f"{label}: login as {t.account.user} refused: {e}",
-                            severity=Severity.HIGH, fix="check the user's Dovecot passdb entry and mailbox")
+                checks.fail(
+                    f"imap.login[{n}]",
+                    f"{label}: login as {t.account.user} refused: {e}",
+                    severity=Severity.HIGH,
+                    fix="check the user's Dovecot passdb entry and mailbox",
+                )
     except ssl.SSLCertVerificationError as e:  # after STARTTLS: the TLS checks report the chain
-        checks.skip(f"imap.trusted_session[{n}]", f"{label}: certificate not trusted "
-                    f"({e.verify_message}); checks after STARTTLS skipped — see tls.cert_chain")
+        checks.skip(
+            f"imap.trusted_session[{n}]",
+            f"{label}: certificate not trusted "
+            f"({e.verify_message}); checks after STARTTLS skipped — see tls.cert_chain",
+        )
     except (OSError, imaplib.IMAP4.error, ssl.SSLError) as e:
         # the port answered, then the server dropped a well-formed dialogue: a fault of the host
         # (e.g. smtpd exits when its SASL backend is gone), not a check that could not run
-        checks.fail(f"imap.session[{n}]", f"{label}: session broke off: {e}", severity=Severity.HIGH,
-                    fix="read the mail log for the daemon's fatal error on this port")
+        checks.fail(
+            f"imap.session[{n}]",
+            f"{label}: session broke off: {e}",
+            severity=Severity.HIGH,
+            fix="read the mail log for the daemon's fatal error on this port",
+        )
     finally:
         with contextlib.suppress(Exception):
             m.logout()
     return tls
 
 
-def probe_pop3(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext,
-               pinned: Pinned | None = None, login: bool = True) -> tlsprobe.Handshake | None:
+def probe_pop3(
+    t: ProbeTarget,
+    port: Port,
+    checks: CheckSet,
+    ctx: ssl.SSLContext,
+    pinned: Pinned | None = None,
+    login: bool = True,
+) -> tlsprobe.Handshake | None:
     """USER refused before TLS, STLS offered, and a probe login when an account is given (and `login`);
     returns the session's TLS handshake (STLS is taken whenever offered, with the `pinned` version only
     when given, for the port's TLS checks)."""
@@ -330,12 +434,18 @@ def probe_pop3(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
             p = poplib.POP3(t.address, n, timeout=t.timeout)
             p.host = t.server_name  # STLS sends `host` as SNI
     except ssl.SSLCertVerificationError as e:
-        checks.skip(f"pop3.trusted_session[{n}]", f"{label}: certificate not trusted "
-                    f"({e.verify_message}) — see tls.cert_chain")
+        checks.skip(
+            f"pop3.trusted_session[{n}]",
+            f"{label}: certificate not trusted ({e.verify_message}) — see tls.cert_chain",
+        )
         return None
     except (OSError, poplib.error_proto) as e:
-        checks.fail(f"pop3.reachable[{n}]", f"{label}: cannot connect: {e}", severity=Severity.HIGH,
-                    fix=f"start dovecot and enable {port.protocol} on {n}")
+        checks.fail(
+            f"pop3.reachable[{n}]",
+            f"{label}: cannot connect: {e}",
+            severity=Severity.HIGH,
+            fix=f"start dovecot and enable {port.protocol} on {n}",
+        )
         return None
     try:
         checks.passed(f"pop3.reachable[{n}]", f"{label}: greeting received", Severity.HIGH)
@@ -348,16 +458,26 @@ def probe_pop3(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
                 refused, why = False, reply
             except poplib.error_proto as e:
                 refused, why = True, str(e)
-            checks.add(f"pop3.plaintext_auth_refused[{n}]", refused,
-                       f"{label}: USER accepted without TLS ({why})",
-                       ok_message=f"{label}: USER refused before TLS", severity=Severity.HIGH,
-                       fix="auth_allow_cleartext = no (disable_plaintext_auth = yes) and ssl = required")
+            checks.add(
+                f"pop3.plaintext_auth_refused[{n}]",
+                refused,
+                f"{label}: USER accepted without TLS ({why})",
+                ok_message=f"{label}: USER refused before TLS",
+                severity=Severity.HIGH,
+                fix="auth_allow_cleartext = no (disable_plaintext_auth = yes) and ssl = required",
+            )
             has = "STLS" in caps
-            checks.add(f"pop3.starttls[{n}]", has, f"{label}: STLS not offered",
-                       ok_message=f"{label}: STLS offered", severity=Severity.HIGH,
-                       fix="ssl = required with ssl_cert/ssl_key in Dovecot")
+            checks.add(
+                f"pop3.starttls[{n}]",
+                has,
+                f"{label}: STLS not offered",
+                ok_message=f"{label}: STLS offered",
+                severity=Severity.HIGH,
+                fix="ssl = required with ssl_cert/ssl_key in Dovecot",
+            )
             if not has:
                 return None
+
             # A refused USER (the healthy case) leaves the session as it was, so it goes on to STLS: one
             # Dovecot login process less per audit. An accepted USER leaves a half-started login, after
             # which STLS is not allowed (RFC 2595 §4), and a server may refuse it after any USER at all:
@@ -384,16 +504,27 @@ def probe_pop3(t: ProbeTarget, port: Port, checks: CheckSet, ctx: ssl.SSLContext
                 p.pass_(t.account.password)
                 checks.passed(f"pop3.login[{n}]", f"{label}: login as {t.account.user} works")
             except poplib.error_proto as e:
-                checks.fail(f"pop3.login[{n}]", f"{label}: login as {t.account.user} refused: {e}",
-                            severity=Severity.HIGH, fix="check the user's Dovecot passdb entry and mailbox")
+                checks.fail(
+                    f"pop3.login[{n}]",
+                    f"{label}: login as {t.account.user} refused: {e}",
+                    severity=Severity.HIGH,
+                    fix="check the user's Dovecot passdb entry and mailbox",
+                )
     except ssl.SSLCertVerificationError as e:  # after STARTTLS: the TLS checks report the chain
-        checks.skip(f"pop3.trusted_session[{n}]", f"{label}: certificate not trusted "
-                    f"({e.verify_message}); checks after STARTTLS skipped — see tls.cert_chain")
+        checks.skip(
+            f"pop3.trusted_session[{n}]",
+            f"{label}: certificate not trusted "
+            f"({e.verify_message}); checks after STARTTLS skipped — see tls.cert_chain",
+        )
     except (OSError, poplib.error_proto, ssl.SSLError) as e:
         # the port answered, then the server dropped a well-formed dialogue: a fault of the host
         # (e.g. smtpd exits when its SASL backend is gone), not a check that could not run
-        checks.fail(f"pop3.session[{n}]", f"{label}: session broke off: {e}", severity=Severity.HIGH,
-                    fix="read the mail log for the daemon's fatal error on this port")
+        checks.fail(
+            f"pop3.session[{n}]",
+            f"{label}: session broke off: {e}",
+            severity=Severity.HIGH,
+            fix="read the mail log for the daemon's fatal error on this port",
+        )
     finally:
         with contextlib.suppress(Exception):
             p.quit()
@@ -416,8 +547,9 @@ class _Imap4Ssl(imaplib.IMAP4_SSL):
 class _Pop3Ssl(poplib.POP3_SSL):
     """POP3_SSL that connects to `address` and sends the mail host's name as SNI (see _Imap4Ssl)."""
 
-    def __init__(self, address: str, server_name: str, port: int, context: ssl.SSLContext,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, address: str, server_name: str, port: int, context: ssl.SSLContext, **kwargs: Any
+    ) -> None:
         self._address, self._ctx = address, context
         super().__init__(server_name, port, context=context, **kwargs)
 
@@ -481,8 +613,9 @@ def _legacy_checks(t: ProbeTarget, port: Port, checks: CheckSet, ctxs: Contexts)
             todo.append(version)
     if len(todo) == len(tlsprobe.LEGACY):
         try:
-            h = tlsprobe.handshake(t.address, n, port.protocol, port.tls, ctxs.legacy(), t.server_name,
-                                   t.timeout)
+            h = tlsprobe.handshake(
+                t.address, n, port.protocol, port.tls, ctxs.legacy(), t.server_name, t.timeout
+            )
         except tlsprobe.ProtocolError as e:
             for version in todo:
                 checks.error(_vid(version, "refused", n), f"{label}: could not reach the TLS handshake: {e}")
@@ -502,8 +635,9 @@ def _legacy_checks(t: ProbeTarget, port: Port, checks: CheckSet, ctxs: Contexts)
     for version in todo:
         vid = _vid(version, "refused", n)
         try:
-            h = tlsprobe.handshake(t.address, n, port.protocol, port.tls, ctxs.get(version), t.server_name,
-                                   t.timeout)
+            h = tlsprobe.handshake(
+                t.address, n, port.protocol, port.tls, ctxs.get(version), t.server_name, t.timeout
+            )
         except tlsprobe.ProtocolError as e:
             checks.error(vid, f"{label}: could not reach the TLS handshake: {e}")
             continue
@@ -514,10 +648,15 @@ def _legacy_checks(t: ProbeTarget, port: Port, checks: CheckSet, ctxs: Contexts)
 
 
 def _legacy_verdict(checks: CheckSet, label: str, n: int, version: str, accepted: bool) -> None:
-    checks.add(_vid(version, "refused", n), not accepted, f"{label}: server accepts {version}",
-               ok_message=f"{label}: {version} refused", severity=Severity.MEDIUM,
-               fix="smtpd_tls_protocols / smtpd_tls_mandatory_protocols >=TLSv1.2; Dovecot "
-               "ssl_min_protocol = TLSv1.2")
+    checks.add(
+        _vid(version, "refused", n),
+        not accepted,
+        f"{label}: server accepts {version}",
+        ok_message=f"{label}: {version} refused",
+        severity=Severity.MEDIUM,
+        fix="smtpd_tls_protocols / smtpd_tls_mandatory_protocols >=TLSv1.2; Dovecot "
+        "ssl_min_protocol = TLSv1.2",
+    )
 
 
 SHARED_WHY = "Dovecot applies one TLS and auth configuration to both listeners of a protocol"
@@ -554,13 +693,30 @@ def _mirror(checks: CheckSet, results: Sequence[CheckResult], src: Port, dst: Po
     """`src`'s verdicts as `dst`'s, saying where they were measured."""
     for r in results:
         message = r.message.removeprefix(f"{_port_label(src)}: ")
-        checks.results.append(CheckResult(
-            r.id.replace(f"[{src.port}]", f"[{dst.port}]"), r.host, r.status,
-            f"{_port_label(dst)}: {message}{_measured_on(src)}", r.severity, r.fix, r.detail, r.section))
+        checks.results.append(
+            CheckResult(
+                r.id.replace(f"[{src.port}]", f"[{dst.port}]"),
+                r.host,
+                r.status,
+                f"{_port_label(dst)}: {message}{_measured_on(src)}",
+                r.severity,
+                r.fix,
+                r.detail,
+                r.section,
+            )
+        )
 
 
-def _version_check(t: ProbeTarget, port: Port, checks: CheckSet, ctxs: Contexts, version: str,
-                   own: Mapping[str, tlsprobe.Handshake], group: Siblings, defer: bool) -> None:
+def _version_check(
+    t: ProbeTarget,
+    port: Port,
+    checks: CheckSet,
+    ctxs: Contexts,
+    version: str,
+    own: Mapping[str, tlsprobe.Handshake],
+    group: Siblings,
+    defer: bool,
+) -> None:
     """Is `version` accepted on `port`: from this port's own handshakes, else a sibling's, else left for
     the sibling to come (`defer`), else a handshake pinned to it."""
     label, n = _port_label(port), port.port
@@ -573,35 +729,55 @@ def _version_check(t: ProbeTarget, port: Port, checks: CheckSet, ctxs: Contexts,
     elif version == "TLSv1.3" and group.tls13_not_offered is not None:
         # offered 1.2 and 1.3, the server chose 1.2: it has no 1.3 (a pinned 1.3 handshake would fail)
         where = group.tls13_not_offered
-        checks.skip(vid, f"{label}: TLSv1.3 not offered (TLSv1.2 chosen when 1.3 was offered) — "
-                    "informational" + ("" if where == port else _measured_on(where)))
+        checks.skip(
+            vid,
+            f"{label}: TLSv1.3 not offered (TLSv1.2 chosen when 1.3 was offered) — "
+            "informational" + ("" if where == port else _measured_on(where)),
+        )
         return
     elif defer:
         group.deferred.append((port, checks, version))
         return
     else:
         try:
-            h = tlsprobe.handshake(t.address, n, port.protocol, port.tls, ctxs.get(version), t.server_name,
-                                   t.timeout)
+            h = tlsprobe.handshake(
+                t.address, n, port.protocol, port.tls, ctxs.get(version), t.server_name, t.timeout
+            )
         except (tlsprobe.ProtocolError, OSError) as e:
-            checks.fail(vid, f"{label}: no TLS handshake: {e}", severity=Severity.HIGH,
-                        fix="configure a certificate and key and enable TLS on this service")
+            checks.fail(
+                vid,
+                f"{label}: no TLS handshake: {e}",
+                severity=Severity.HIGH,
+                fix="configure a certificate and key and enable TLS on this service",
+            )
             return
     if src is None:
         group.versions.setdefault(version, (h, port))
     note = "" if src is None else _measured_on(src)
     if version == "TLSv1.2":
-        checks.add(vid, h.negotiated, f"{label}: TLSv1.2 refused ({h.error}){note}",
-                   ok_message=f"{label}: TLSv1.2 accepted{note}", severity=Severity.MEDIUM,
-                   fix="allow TLSv1.2 (old clients and MTAs still need it)")
+        checks.add(
+            vid,
+            h.negotiated,
+            f"{label}: TLSv1.2 refused ({h.error}){note}",
+            ok_message=f"{label}: TLSv1.2 accepted{note}",
+            severity=Severity.MEDIUM,
+            fix="allow TLSv1.2 (old clients and MTAs still need it)",
+        )
     elif h.negotiated:
         checks.passed(vid, f"{label}: TLSv1.3 accepted{note}", Severity.INFO)
     else:
         checks.skip(vid, f"{label}: TLSv1.3 not offered ({h.error}) — informational{note}")
 
 
-def probe_tls(t: ProbeTarget, port: Port, checks: CheckSet, session: tlsprobe.Handshake | None = None,
-              ctxs: Contexts | None = None, group: Siblings | None = None, defer: bool = False) -> None:
+def probe_tls(
+    t: ProbeTarget,
+    port: Port,
+    checks: CheckSet,
+    session: tlsprobe.Handshake | None = None,
+    ctxs: Contexts | None = None,
+    group: Siblings | None = None,
+    defer: bool = False,
+) -> None:
     """Legacy versions refused, TLS 1.2+ accepted, certificate chain, name and expiry on one port.
 
     `session` is the TLS handshake the port's protocol probe already made: with the default context (TLS
@@ -633,8 +809,9 @@ def probe_tls(t: ProbeTarget, port: Port, checks: CheckSet, session: tlsprobe.Ha
     cert_error: Exception | None = None
     if cert is None:  # no session that got to a certificate: the default handshake answers it
         try:
-            cert = tlsprobe.handshake(t.address, n, port.protocol, port.tls, ctxs.get(), t.server_name,
-                                      t.timeout)
+            cert = tlsprobe.handshake(
+                t.address, n, port.protocol, port.tls, ctxs.get(), t.server_name, t.timeout
+            )
             if cert.negotiated and cert.version:
                 own.setdefault(cert.version, cert)
                 chose_12 = chose_12 or cert.version == "TLSv1.2"
@@ -651,24 +828,35 @@ def probe_tls(t: ProbeTarget, port: Port, checks: CheckSet, session: tlsprobe.Ha
     h = cert
     ca_desc = t.ca_file or "the system trust store"
     if h.verify_error or not h.cert_der:
-        checks.fail(f"tls.cert_chain[{n}]", f"{label}: chain not valid against {ca_desc}: "
-                    f"{h.verify_error or h.error}", severity=Severity.HIGH,
-                    fix="serve the full chain (server cert then intermediates) issued by the configured CA")
+        checks.fail(
+            f"tls.cert_chain[{n}]",
+            f"{label}: chain not valid against {ca_desc}: {h.verify_error or h.error}",
+            severity=Severity.HIGH,
+            fix="serve the full chain (server cert then intermediates) issued by the configured CA",
+        )
         for cid in ("cert_name", "cert_expiry"):
             checks.skip(f"tls.{cid}[{n}]", f"{label}: certificate not inspected: its chain is not valid")
         return
     checks.passed(f"tls.cert_chain[{n}]", f"{label}: chain valid against {ca_desc}", Severity.HIGH)
     parsed = x509.load_der_x509_certificate(h.cert_der)
     names = tlsprobe.cert_names(parsed)
-    checks.add(f"tls.cert_name[{n}]", tlsprobe.name_matches(t.server_name, names),
-               f"{label}: certificate names {names} do not include {t.server_name}",
-               ok_message=f"{label}: certificate names {t.server_name}", severity=Severity.HIGH,
-               fix="reissue the certificate with the host name as a subject alternative name")
+    checks.add(
+        f"tls.cert_name[{n}]",
+        tlsprobe.name_matches(t.server_name, names),
+        f"{label}: certificate names {names} do not include {t.server_name}",
+        ok_message=f"{label}: certificate names {t.server_name}",
+        severity=Severity.HIGH,
+        fix="reissue the certificate with the host name as a subject alternative name",
+    )
     left = tlsprobe.days_left(parsed)
-    checks.add(f"tls.cert_expiry[{n}]", left > EXPIRY_DAYS,
-               f"{label}: certificate expires in {left:.0f} days ({parsed.not_valid_after_utc:%Y-%m-%d})",
-               ok_message=f"{label}: certificate valid for {left:.0f} more days", severity=Severity.HIGH,
-               fix="renew the certificate (re-run mailserver deploy for generated certificates)")
+    checks.add(
+        f"tls.cert_expiry[{n}]",
+        left > EXPIRY_DAYS,
+        f"{label}: certificate expires in {left:.0f} days ({parsed.not_valid_after_utc:%Y-%m-%d})",
+        ok_message=f"{label}: certificate valid for {left:.0f} more days",
+        severity=Severity.HIGH,
+        fix="renew the certificate (re-run mailserver deploy for generated certificates)",
+    )
 
 
 def settle(t: ProbeTarget, ctxs: Contexts, group: Siblings) -> None:
@@ -733,8 +921,11 @@ def run_probes(t: ProbeTarget, ports: Sequence[Port], section: str = "audit") ->
             pending = [version for _, _, version in group.deferred]
             # the sibling's STARTTLS answers the version still unknown (never when it must log in: a
             # refused pinned version would leave the group without a login)
-            pinned = (pending[0], ctxs.get(pending[0])) if pending and port.tls == "starttls" and not login \
+            pinned = (
+                (pending[0], ctxs.get(pending[0]))
+                if pending and port.tls == "starttls" and not login
                 else None
+            )
             checks = one(port, group, login, pinned, defer=i < len(group_ports) - 1)
             logins = [r for r in checks.results if r.id.split("[", 1)[0] in ("imap.login", "pop3.login")]
             if login and logins:

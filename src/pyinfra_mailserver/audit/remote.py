@@ -57,7 +57,7 @@ def build_script(commands: dict[str, str]) -> str:
     """Batch named commands in one round trip; each section's stderr is merged into its output."""
     parts = []
     for name, cmd in commands.items():
-        parts.append(f"echo {shlex.quote(MARK + ' ' + name)}; ( {cmd} ) 2>&1; echo \"{MARK}-rc $?\"")
+        parts.append(f'echo {shlex.quote(MARK + " " + name)}; ( {cmd} ) 2>&1; echo "{MARK}-rc $?"')
     return "\n".join(parts)
 
 
@@ -70,7 +70,7 @@ def parse_script(lines: Iterable[str]) -> dict[str, Section]:
             out[current].lines.append(head)
             line = sep + tail
         if line.startswith(MARK + " "):
-            current = line[len(MARK) + 1:]
+            current = line[len(MARK) + 1 :]
             out[current] = Section(-1, [])
         elif line.startswith(MARK + "-rc ") and current is not None:
             rc = line.split()[-1]
@@ -159,8 +159,12 @@ def _families(hosts: Sequence[Any], state: Any, servers: dict[Any, Any]) -> dict
         return dict(zip(hosts, pool.map(one, hosts), strict=True))
 
 
-def connect(inventory_path: str, limit: Sequence[str] = (), section: str = "drift",
-            data_override: dict[str, str] | None = None) -> tuple[list[Target], list[CheckResult]]:
+def connect(
+    inventory_path: str,
+    limit: Sequence[str] = (),
+    section: str = "drift",
+    data_override: dict[str, str] | None = None,
+) -> tuple[list[Target], list[CheckResult]]:
     """Load the inventory, validate each host's data, connect; problems come back as ERROR results.
 
     A host with invalid data or no connection is reported (exit 2) and the others are still checked, so
@@ -198,13 +202,28 @@ def connect(inventory_path: str, limit: Sequence[str] = (), section: str = "drif
         try:
             servers[host] = inventory.server_from_data(host.name, data, path)
         except ModelError as e:
-            problems.append(CheckResult("inventory.data", host.name, Status.ERROR,
-                                        "invalid mailserver data: " + "; ".join(e.problems), Severity.HIGH,
-                                        "fix the inventory data (mailserver render shows the same errors)",
-                                        section=section))
+            problems.append(
+                CheckResult(
+                    "inventory.data",
+                    host.name,
+                    Status.ERROR,
+                    "invalid mailserver data: " + "; ".join(e.problems),
+                    Severity.HIGH,
+                    "fix the inventory data (mailserver render shows the same errors)",
+                    section=section,
+                )
+            )
         except Exception as e:  # secrets missing, unreadable files: still this host only
-            problems.append(CheckResult("inventory.data", host.name, Status.ERROR, f"{type(e).__name__}: {e}",
-                                        Severity.HIGH, section=section))
+            problems.append(
+                CheckResult(
+                    "inventory.data",
+                    host.name,
+                    Status.ERROR,
+                    f"{type(e).__name__}: {e}",
+                    Severity.HIGH,
+                    section=section,
+                )
+            )
     # only hosts with valid data are contacted
     reachable = [h for h in wanted if h in servers]
     state = State(check_for_changes=False)
@@ -216,10 +235,17 @@ def connect(inventory_path: str, limit: Sequence[str] = (), section: str = "drif
     targets: list[Target] = []
     for host in reachable:
         if not host.connected:
-            problems.append(CheckResult("host.reachable", host.name, Status.ERROR,
-                                        f"cannot connect to {host.data.get('ssh_hostname') or host.name}",
-                                        Severity.CRITICAL, "check the host is up and the SSH settings",
-                                        section=section))
+            problems.append(
+                CheckResult(
+                    "host.reachable",
+                    host.name,
+                    Status.ERROR,
+                    f"cannot connect to {host.data.get('ssh_hostname') or host.name}",
+                    Severity.CRITICAL,
+                    "check the host is up and the SSH settings",
+                    section=section,
+                )
+            )
             continue
         data = inventory.host_data(host)
         server = servers[host]
@@ -229,12 +255,20 @@ def connect(inventory_path: str, limit: Sequence[str] = (), section: str = "drif
                 raise family
             manifest = build_manifest(server, family)
         except Exception as e:
-            problems.append(CheckResult("inventory.data", host.name, Status.ERROR,
-                                        f"cannot build the manifest: {type(e).__name__}: {e}",
-                                        Severity.HIGH, section=section))
+            problems.append(
+                CheckResult(
+                    "inventory.data",
+                    host.name,
+                    Status.ERROR,
+                    f"cannot build the manifest: {type(e).__name__}: {e}",
+                    Severity.HIGH,
+                    section=section,
+                )
+            )
             continue
-        targets.append(Target(host.name, host, state, manifest, data,
-                              inventory.secrets_dir_for(data, path), path))
+        targets.append(
+            Target(host.name, host, state, manifest, data, inventory.secrets_dir_for(data, path), path)
+        )
     return targets, problems
 
 

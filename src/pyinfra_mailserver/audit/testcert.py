@@ -12,8 +12,9 @@ from cryptography.x509.oid import NameOID
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def make_ca(directory: Path, days: int = 30) -> tuple[Path, Path]:
@@ -22,12 +23,17 @@ def make_ca(directory: Path, days: int = 30) -> tuple[Path, Path]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "audit test CA")])
     now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False),
-                       critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
+        )
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = directory / "ca.crt", directory / "ca.key"
@@ -37,8 +43,9 @@ def make_ca(directory: Path, days: int = 30) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def make_server_cert(directory: Path, ca: tuple[Path, Path] | None, names: list[str], days: int = 90,
-                     stem: str = "server") -> tuple[Path, Path]:
+def make_server_cert(
+    directory: Path, ca: tuple[Path, Path] | None, names: list[str], days: int = 90, stem: str = "server"
+) -> tuple[Path, Path]:
     """A server cert for `names` signed by `ca` (self-signed when None); returns (chain path, key path)."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
@@ -50,9 +57,13 @@ def make_server_cert(directory: Path, ca: tuple[Path, Path] | None, names: list[
     else:
         ca_cert, issuer, signer = None, subject, key
     builder = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
     )
     if ca is None:

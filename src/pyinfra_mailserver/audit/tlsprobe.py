@@ -200,8 +200,15 @@ def session_handshake(sock: ssl.SSLSocket, offered: str | None = None) -> Handsh
     return Handshake(True, sock.version(), sock.getpeercert(binary_form=True), offered=offered)
 
 
-def handshake(address: str, port: int, protocol: str, tls: str, ctx: ssl.SSLContext, server_name: str,
-              timeout: float = 10.0) -> Handshake:
+def handshake(
+    address: str,
+    port: int,
+    protocol: str,
+    tls: str,
+    ctx: ssl.SSLContext,
+    server_name: str,
+    timeout: float = 10.0,
+) -> Handshake:
     """Connect, do the STARTTLS preamble when `tls == "starttls"`, and attempt a handshake with `ctx`.
 
     Connection errors (refused, timeout) propagate as OSError: the caller decides whether an unreachable

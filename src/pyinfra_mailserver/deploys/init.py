@@ -164,7 +164,10 @@ def activate(manifest: Manifest, service: str, reload_name: str, running_name: s
     for s in manifest.services:
         if s.name == service:
             reload_service(
-                name=reload_name, service=s, units=units, services=manifest.services,
+                name=reload_name,
+                service=s,
+                units=units,
+                services=manifest.services,
                 _if=reload_condition(service),
             )
             ensure_service_running(name=running_name, service=s, units=units, services=manifest.services)

@@ -120,8 +120,11 @@ def deploy_mailserver(manifest: Manifest | None = None, raise_errors: bool = Fal
     dovecot.activate._inner(manifest)  # type: ignore[attr-defined]
     postfix.activate._inner(manifest)  # type: ignore[attr-defined]
     # a reloaded config that breaks TLS is rolled back (pyinfra_mailserver.deploys.safety)
-    smoke_checked(name="Smoke check (TLS on every port, auth sockets), rollback on failure",
-                  manifest=manifest, _if=reloaded_condition(manifest))
+    smoke_checked(
+        name="Smoke check (TLS on every port, auth sockets), rollback on failure",
+        manifest=manifest,
+        _if=reloaded_condition(manifest),
+    )
 
     verify.verify._inner(manifest)  # type: ignore[attr-defined]
     # mail of mailboxes removed from the data is never deleted; say where it is

@@ -128,7 +128,6 @@ def install(manifest: Manifest) -> None:
     )
 
 
-
 @deploy("System files")
 def configure(manifest: Manifest) -> None:
     """Configure phase for files that belong to no service (e.g. /etc/mailname)."""

@@ -50,9 +50,7 @@ def configure(manifest: Manifest) -> OperationMeta:
     sources = {m.source for m in manifest.maps}
     # A map source never reloads Postfix: its handler is postmap/postalias, and Postfix notices a
     # rebuilt indexed map by itself. So changing an alias rebuilds the alias table and nothing else.
-    files = tuple(
-        replace(f, reload=()) if f.path in sources else f for f in manifest.files_for("postfix")
-    )
+    files = tuple(replace(f, reload=()) if f.path in sources else f for f in manifest.files_for("postfix"))
     reloading = tuple(f.path for f in files if f.reload)
     op = sync_files(
         name="Postfix files", files=files, staged=staged, secrets=manifest.secrets, bundle="postfix"

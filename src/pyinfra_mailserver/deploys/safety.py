@@ -65,27 +65,29 @@ def probe_script(manifest: Manifest) -> str:
     ]
     units, pending = rollback_units(manifest)
     b = shlex.quote(backup_dir())
-    return "\n".join([
-        "set -u",
-        'failed=""; pids=""',
-        # the address a port listens on (a wildcard means loopback will do), then a TLS handshake
-        "probe() {",
-        f"  i=0; while [ $i -lt {ATTEMPTS} ]; do",
-        "    a=$(ss -Hltn \"sport = :$1\" | awk '{print $4}' | head -n1)",
-        '    case "$a" in ""|0.0.0.0:*|\\*:*|"[::]:"*) a=127.0.0.1:$1;; esac',
-        '    timeout 10 openssl s_client -connect "$a" $3 -brief </dev/null >/dev/null 2>&1 && return 0',
-        "    i=$((i+1)); sleep 1",
-        "  done",
-        "  return 1",
-        "}",
-        f"sock() {{ i=0; while [ $i -lt {ATTEMPTS * 10} ]; do",
-        '  [ -S "$1" ] && return 0; i=$((i+1)); sleep 0.1; done; return 1; }',
-        *probes,
-        'for p in $pids; do wait "${p%%:*}" || failed="$failed ${p#*:}"; done',
-        f'if [ -z "$failed" ]; then rm -rf {b}; exit 0; fi',
-        'why="smoke check failed (on:$failed)"',
-        *rollback_lines(units, pending),
-    ])
+    return "\n".join(
+        [
+            "set -u",
+            'failed=""; pids=""',
+            # the address a port listens on (a wildcard means loopback will do), then a TLS handshake
+            "probe() {",
+            f"  i=0; while [ $i -lt {ATTEMPTS} ]; do",
+            "    a=$(ss -Hltn \"sport = :$1\" | awk '{print $4}' | head -n1)",
+            '    case "$a" in ""|0.0.0.0:*|\\*:*|"[::]:"*) a=127.0.0.1:$1;; esac',
+            '    timeout 10 openssl s_client -connect "$a" $3 -brief </dev/null >/dev/null 2>&1 && return 0',
+            "    i=$((i+1)); sleep 1",
+            "  done",
+            "  return 1",
+            "}",
+            f"sock() {{ i=0; while [ $i -lt {ATTEMPTS * 10} ]; do",
+            '  [ -S "$1" ] && return 0; i=$((i+1)); sleep 0.1; done; return 1; }',
+            *probes,
+            'for p in $pids; do wait "${p%%:*}" || failed="$failed ${p#*:}"; done',
+            f'if [ -z "$failed" ]; then rm -rf {b}; exit 0; fi',
+            'why="smoke check failed (on:$failed)"',
+            *rollback_lines(units, pending),
+        ]
+    )
 
 
 @operation()

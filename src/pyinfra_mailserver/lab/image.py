@@ -157,9 +157,7 @@ def cached(release: str, cache_dir: Path | None = None) -> Image | None:
     return None
 
 
-def ensure_image(
-    release: str, cache_dir: Path | None = None, log: bool = True
-) -> tuple[Image, float | None]:
+def ensure_image(release: str, cache_dir: Path | None = None, log: bool = True) -> tuple[Image, float | None]:
     """Return the cached image for `release`, building it first if needed (returns build seconds).
 
     The build goes into a temp dir next to the cache entry and is renamed into place only when

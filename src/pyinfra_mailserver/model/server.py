@@ -275,8 +275,12 @@ class MailServer(Strict):
                         seen[mb.address] = i
                 probes = [i for i, mb in enumerate(v.mailboxes) if mb.probe]
                 for i in probes[1:]:
-                    p.append((f"virtual.mailboxes[{i}].probe",
-                              f"only one probe mailbox: virtual.mailboxes[{probes[0]}] is one already"))
+                    p.append(
+                        (
+                            f"virtual.mailboxes[{i}].probe",
+                            f"only one probe mailbox: virtual.mailboxes[{probes[0]}] is one already",
+                        )
+                    )
                 boxes = set(seen)
                 keys = set(v.aliases)
                 domains = set(v.all_domains())
