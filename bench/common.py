@@ -292,14 +292,17 @@ class BenchLab:
 
 
 def apt_install_command(manifest: Manifest) -> str:
-    """The floor of P1: exactly the apt part of the deploy's package step (same preseeds, same flags,
-    same update), as one shell command — what a person would type to install the stack by hand."""
-    from pyinfra_mailserver.deploys.packages import APT_ENV, APT_INSTALL
-
+    """The floor of P1: the apt part of the deploy's package step (same preseeds, same flags, same
+    update) as one shell command, without its policy-rc.d: what a person would type to install the
+    stack by hand."""
     names = " ".join(shlex.quote(p) for p in manifest.packages)
     lines = "\n".join(" ".join(d) for d in manifest.debconf)
     preseed = f"printf '%s\\n' {shlex.quote(lines)} | debconf-set-selections && " if lines else ""
-    return f"{preseed}{APT_ENV} apt-get update -q -o Acquire::Retries=3 && {APT_ENV} {APT_INSTALL} {names}"
+    env = "DEBIAN_FRONTEND=noninteractive"
+    opts = "-o DPkg::Lock::Timeout=300 -o Acquire::Retries=3 -o Acquire::http::Timeout=60"
+    install = f"apt-get install -y -q --no-install-recommends {opts} -o Dpkg::Options::=--force-confdef "
+    install += "-o Dpkg::Options::=--force-confold"
+    return f"{preseed}{env} apt-get update -q {opts} && {env} {install} {names}"
 
 
 def now() -> str:

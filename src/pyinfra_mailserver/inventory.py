@@ -1,8 +1,10 @@
-"""Loading a pyinfra inventory the way `pyinfra` does, and validating each host's `mailserver` data.
+"""Loading a pyinfra inventory file as `pyinfra` reads one, and validating each host's `mailserver` data.
 
-pyinfra's own loader (`pyinfra_cli.inventory.make_inventory`) is used so group_data/ files, group
-precedence and host data behave exactly as in a `pyinfra INVENTORY deploy.py` run. Render, deploy, drift
-and audit all come through here.
+An inventory file's module-level lists (or `(hosts, data)` tuples) are its groups, plus one named after
+the file; `group_data/<group>.py` next to it and in the current directory give each group its data;
+a host's own data beats its groups', `--data` overrides beat both. The result is a `pyinfra.api.Inventory`
+(pyinfra's public API), so render, `mailserver deploy`, drift and audit read the same data as a
+`pyinfra INVENTORY deploy.py` run.
 
     hosts = load_hosts("inventories/example.py")          # every host with `mailserver` data
     for h in hosts:
@@ -61,20 +63,61 @@ class HostConfig:
         return build_manifest(self.server, self.distro(which))
 
 
-def load_pyinfra_inventory(path: str | os.PathLike[str], cwd: str | None = None) -> Any:
-    """A `pyinfra.api.Inventory` made by pyinfra's CLI loader (group_data/ next to the file and in cwd)."""
-    from pyinfra.api.state import State
-    from pyinfra.context import ctx_state
-    from pyinfra_cli.inventory import make_inventory
+def _module_values(path: Path) -> dict[str, Any]:
+    """A Python data file's top-level names and values, without private names and what it imports."""
+    import ast
+    import runpy
 
-    inv_path = Path(path)
+    tree = ast.parse(path.read_text(), filename=str(path))
+    imported = {
+        (a.asname or a.name.split(".")[0])
+        for node in tree.body
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for a in node.names
+    }
+    values = runpy.run_path(str(path))
+    return {k: v for k, v in values.items() if not k.startswith("_") and k not in imported}
+
+
+def _group_hosts(value: Any) -> list[Any] | None:
+    """The hosts of an inventory group (a list of names or (name, data), or a (hosts, data) tuple)."""
+    hosts = value[0] if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], dict) else value
+    if isinstance(hosts, list) and all(isinstance(h, (str, tuple)) for h in hosts):
+        return hosts
+    return None
+
+
+def load_pyinfra_inventory(
+    path: str | os.PathLike[str], cwd: str | None = None, override_data: Mapping[str, Any] | None = None
+) -> Any:
+    """A `pyinfra.api.Inventory` of an inventory file, read as `pyinfra` reads it (see above)."""
+    from pyinfra.api import Inventory
+
+    inv_path = Path(path).resolve()
     if not inv_path.is_file():
-        raise FileNotFoundError(f"inventory {inv_path} does not exist")
-    state = State()
-    state.cwd = cwd if cwd is not None else os.getcwd()
-    # pyinfra's loader records the file it executes on the current state, as `pyinfra` itself sets up
-    with ctx_state.use(state):
-        return make_inventory(str(inv_path), cwd=state.cwd)
+        raise FileNotFoundError(f"inventory {path} does not exist")
+    groups: dict[str, Any] = {}
+    for name, value in _module_values(inv_path).items():
+        if _group_hosts(value) is not None:
+            groups[name] = value if isinstance(value, tuple) else (value, {})
+    all_hosts, all_data = groups.pop("all", ([], {}))
+    if not all_hosts:
+        for hosts, _data in groups.values():
+            for h in hosts:
+                name = h[0] if isinstance(h, tuple) else h
+                if name not in all_hosts:
+                    all_hosts.append(name)
+    groups.setdefault(inv_path.stem, (all_hosts, {}))
+    folders = [Path(cwd or os.getcwd()) / "group_data", inv_path.parent / "group_data"]
+    group_data: dict[str, dict[str, Any]] = {}
+    for folder in dict.fromkeys(f.resolve() for f in folders):
+        if folder.is_dir():
+            for file in sorted(folder.glob("*.py")):
+                group_data.setdefault(file.stem, {}).update(_module_values(file))
+    all_data = {**group_data.pop("all", {}), **all_data}
+    final = {name: (hosts, {**data, **group_data.pop(name, {})}) for name, (hosts, data) in groups.items()}
+    final.update({name: ([], data) for name, data in group_data.items()})
+    return Inventory((all_hosts, all_data), override_data=dict(override_data or {}), **final)
 
 
 def host_data(host: Any) -> dict[str, Any]:

@@ -49,6 +49,15 @@ class PostfixMap:
         """The `type:path` form used in main.cf and on the postmap command line."""
         return f"{self.type}:{self.source}"
 
+    @property
+    def output(self) -> str:
+        """The indexed file postmap / postalias writes next to the source."""
+        return self.source + MAP_SUFFIX.get(self.type, ".db")
+
+
+# Suffix of the indexed file each Postfix map type writes next to its source.
+MAP_SUFFIX = {"hash": ".db", "btree": ".db", "lmdb": ".lmdb", "cdb": ".cdb", "dbm": ".pag", "sdbm": ".pag"}
+
 
 @dataclass(frozen=True)
 class Directory:
@@ -114,7 +123,6 @@ class TlsPlan:
     key_path: str
     ca_path: str | None
     names: tuple[str, ...]  # subject alternative names for `generate`
-    min_protocol: str = "TLSv1.2"
 
 
 @dataclass(frozen=True)
@@ -172,6 +180,13 @@ class Manifest:
         the ones they replace."""
         replaced = (u for s in self.services for u in s.replaces)
         return tuple(dict.fromkeys([*(s.unit for s in self.services), *replaced]))
+
+    def auth_sockets(self) -> tuple[str, ...]:
+        """The SASL sockets Postfix authenticates through (saslauthd's mux or Dovecot's auth socket)."""
+        path = self.postconf.get("smtpd_sasl_path", "")
+        if self.postconf.get("smtpd_sasl_type") == "dovecot" and path:
+            return (path if path.startswith("/") else f"{self.distro.postfix_queue_dir}/{path}",)
+        return tuple(s for s in self.sockets if s.endswith("/mux"))
 
     def files_for(self, service: str) -> tuple[ManagedFile, ...]:
         return tuple(f for f in self.files if f.service == service)

@@ -122,14 +122,37 @@ def _cert_still_good(cert_path: Path, key_path: Path, ca: x509.Certificate, name
     return cert.not_valid_after_utc - _now() > RENEW_BEFORE
 
 
+def _paths(secrets_dir: Path, hostname: str) -> tuple[Path, Path, Path]:
+    """(CA certificate, server certificate, server key) of a host in the secrets directory."""
+    host_dir = secrets_dir / "tls" / hostname
+    return secrets_dir / "ca" / "ca.crt", host_dir / "server.crt", host_dir / "server.key"
+
+
+def _material(ca_path: Path, cert_path: Path, key_path: Path) -> ServerTls:
+    ca_pem = ca_path.read_text()
+    return ServerTls(
+        ca_pem=ca_pem, cert_pem=cert_path.read_text() + ca_pem, key_pem=key_path.read_text(), ca_path=ca_path
+    )
+
+
+def existing_server_cert(secrets_dir: Path, hostname: str) -> tuple[str, str, str] | None:
+    """(CA, server chain, key) PEM texts as the deploy uploads them, if the controller has them; never
+    made here (drift only reads)."""
+    paths = _paths(secrets_dir, hostname)
+    if not all(p.is_file() for p in paths):
+        return None
+    m = _material(*paths)
+    return m.ca_pem, m.cert_pem, m.key_pem
+
+
 def ensure_server_cert(secrets_dir: Path, hostname: str, names: tuple[str, ...]) -> ServerTls:
     """The server's TLS material for `hostname`, made on first use (and when names change), else reused."""
     if not names:
         names = (hostname,)
     ca_cert_path, ca_key_path = ensure_ca(secrets_dir)
     ca_cert = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
-    host_dir = _private_dir(_private_dir(secrets_dir / "tls") / hostname)
-    cert_path, key_path = host_dir / "server.crt", host_dir / "server.key"
+    _private_dir(_private_dir(secrets_dir / "tls") / hostname)
+    _, cert_path, key_path = _paths(secrets_dir, hostname)
     if not _cert_still_good(cert_path, key_path, ca_cert, names):
         ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
         assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
@@ -154,10 +177,4 @@ def ensure_server_cert(secrets_dir: Path, hostname: str, names: tuple[str, ...])
         )
         _write_secret(key_path, _key_pem(key))
         _write_secret(cert_path, cert.public_bytes(serialization.Encoding.PEM))
-    ca_pem = ca_cert_path.read_text()
-    return ServerTls(
-        ca_pem=ca_pem,
-        cert_pem=cert_path.read_text() + ca_pem,
-        key_pem=key_path.read_text(),
-        ca_path=ca_cert_path,
-    )
+    return _material(ca_cert_path, cert_path, key_path)

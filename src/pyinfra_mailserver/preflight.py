@@ -1,21 +1,25 @@
-"""Checks a deploy makes on the controller before it contacts any host (issue 6: bad input).
+"""Checks a deploy makes on the controller before it contacts any host.
 
 Why before connecting: invalid data must never cost a connection, let alone a command, on a production
 host; and an operator running against a fleet wants every data problem listed at once, without waiting
 for SSH timeouts of unrelated hosts. Only the data is checked here (the model, secrets, the distro
 override); what needs the host (its os-release) is checked after connecting, before any change.
+
+`mailserver deploy` leaves an invalid host out and deploys the others. pyinfra's own command line
+(`pyinfra INVENTORY deploys/deploy_mailserver.py`) offers no public way to leave one host out once it
+has read the inventory, so its config file (the repository's `config.py`, read before the inventory)
+reads the inventory itself and refuses the whole run, listing every problem, when any host's data is
+invalid.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-
-from pyinfra.api.exceptions import ConnectError
-from pyinfra.api.state import BaseStateCallback
 
 from pyinfra_mailserver import distro, inventory
 from pyinfra_mailserver.model import ModelError
@@ -46,55 +50,49 @@ def invalid_hosts(hosts: Iterable[Any], inventory_path: str | os.PathLike[str] |
     return problems
 
 
-class RefuseInvalidData(BaseStateCallback):
-    """pyinfra state callback: a host whose mail-server data is invalid is failed instead of connected.
-
-    pyinfra's CLI connects to every host before it loads the deploy file, so the model's refusal in
-    `deploy_mailserver` would come after a connection. Registered from `config.py` (which the CLI loads
-    before the inventory), this checks each host's data as pyinfra is about to connect and makes the
-    connection attempt fail at once with the model's message: the host is never contacted, the other
-    hosts go on.
-    """
-
-    def __init__(self, inventory_path: str | None) -> None:
-        self.inventory_path = inventory_path
-
-    def host_before_connect(self, state: Any, host: Any) -> None:  # type: ignore[override]
-        problem = host_problem(host, self.inventory_path)
-        if problem is None:
-            return
-
-        def refuse() -> None:
-            raise ConnectError(f"not connecting, the data is invalid: {problem}")
-
-        host.connector.connect = refuse
+def cli_run() -> tuple[str | None, list[str], list[str], dict[str, str]]:
+    """`pyinfra [OPTIONS] INVENTORY DEPLOY...`: the inventory file, the deploy files, the --limit
+    values and the --data overrides of this run."""
+    argv = sys.argv[1:]
+    files = [a for a in argv if not a.startswith("-") and Path(a).is_file()]
+    limits, data = [], {}
+    for flag, value in itertools.pairwise(argv):
+        if flag == "--limit":
+            limits += value.split(",")
+        elif flag == "--data" and "=" in value:
+            key, _, val = value.partition("=")
+            data[key] = val
+    inventory_file = str(Path(files[0]).resolve()) if files else None
+    return inventory_file, files[1:], limits, data
 
 
-def cli_inventory_and_deploys() -> tuple[str | None, list[str]]:
-    """`pyinfra [OPTIONS] INVENTORY DEPLOY...`: the inventory file and the deploy files of this run
-    (the positional arguments that are files)."""
-    files = [a for a in sys.argv[1:] if not a.startswith("-") and Path(a).is_file()]
-    return (str(Path(files[0]).resolve()) if files else None), files[1:]
-
-
-def refuse_invalid_data_before_connect(state: Any) -> None:
-    """In a `pyinfra INVENTORY .../deploy_mailserver.py` run, check every host's data before connecting.
+def refuse_invalid_data() -> None:
+    """In a `pyinfra INVENTORY .../deploy_mailserver.py` run, check every host's data before pyinfra
+    reads the inventory and connects; exit (nothing contacted) listing each host's problem.
 
     Other pyinfra runs (`exec`, facts, other deploys) are left alone: they may have reasons to reach a
     host whose mail-server data is being fixed.
     """
-    inventory_path, deploys = cli_inventory_and_deploys()
-    if not any(Path(d).name == "deploy_mailserver.py" for d in deploys):
+    import fnmatch
+
+    inventory_file, deploys, limits, data = cli_run()
+    if inventory_file is None or not any(Path(d).name == "deploy_mailserver.py" for d in deploys):
         return
-    from pyinfra.context import ctx_state
-
-    real = ctx_state.get() if ctx_state.isset() else state
-    init = real.init
-
-    # `State.init` (after the inventory is loaded, before connecting) resets the callback handlers
-    def init_then_register(*args: Any, **kwargs: Any) -> Any:
-        result = init(*args, **kwargs)
-        real.add_callback_handler(RefuseInvalidData(inventory_path))
-        return result
-
-    real.init = init_then_register
+    inv = inventory.load_pyinfra_inventory(inventory_file, None, data)
+    hosts = [
+        h
+        for h in inv
+        if not limits
+        or any(fnmatch.fnmatch(h.name, x) or x in h.groups or h.name.split(".")[0] == x for x in limits)
+    ]
+    mail_hosts = [h for h in hosts if inventory.DATA_KEY in inventory.host_data(h)]
+    problems = invalid_hosts(mail_hosts, inventory_file)
+    if problems:
+        for name, problem in problems.items():
+            print(f"[{name}] not connecting, the data is invalid: {problem}", file=sys.stderr)
+        print(
+            f"pyinfra-mailserver: {len(problems)} host(s) with invalid data; no host was contacted "
+            "(fix the data, or deploy the others with --limit)",
+            file=sys.stderr,
+        )
+        raise SystemExit(1)

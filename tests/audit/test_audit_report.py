@@ -94,7 +94,9 @@ def test_table_shows_bracketed_ids_and_diffs_literally() -> None:
 
 
 def test_script_sections_parse_output_without_final_newline() -> None:
-    from pyinfra_mailserver.audit.remote import MARK, build_script, parse_script
+    from pyinfra_mailserver.engine.script import MARK
+    from pyinfra_mailserver.engine.script import build as build_script
+    from pyinfra_mailserver.engine.script import parse as parse_script
 
     script = build_script({"a": "echo hi", "b": "printf x"})
     assert "echo hi" in script and "printf x" in script

@@ -16,8 +16,8 @@ from pyinfra_mailserver.audit.checks import (
     probe_account,
 )
 from pyinfra_mailserver.audit.remote import Section
-from pyinfra_mailserver.drift import drift_commands, evaluate, map_output, sha256
-from pyinfra_mailserver.facts import FileState
+from pyinfra_mailserver.drift import drift_commands, evaluate, sha256
+from pyinfra_mailserver.facts import FileState, Snapshot, parse_packages, parse_units
 from pyinfra_mailserver.manifest import (
     Account,
     Directory,
@@ -98,8 +98,20 @@ def clean_paths(m: Manifest) -> dict[str, FileState]:
     for d in m.directories:
         out[d.path] = st(d.path, None, d.mode, d.owner, d.group, kind="directory")
     for mp in m.maps:
-        out[map_output(mp)] = st(map_output(mp), "db", "600", mtime=200)
+        out[mp.output] = st(mp.output, "db", "600", mtime=200)
     return out
+
+
+def observed(m: Manifest, paths: dict[str, FileState], sec: dict[str, Section]) -> Snapshot:
+    """The snapshot a host with these paths and these (old-style) unit, package and socket sections
+    gives: the `units`, `packages` and `sockN` sections of the tests' hosts read as the snapshot would."""
+    sockets = frozenset(s for i, s in enumerate(m.sockets) if sec.get(f"sock{i}", Section(0, [])).rc == 0)
+    return Snapshot(
+        packages=parse_packages(sec["packages"].lines),
+        paths=paths,
+        units=parse_units(sec["units"].lines),
+        sockets=sockets,
+    )
 
 
 def clean_sections(m: Manifest) -> dict[str, Section]:
@@ -135,7 +147,7 @@ def verdicts(results: list[CheckResult]) -> dict[str, CheckResult]:
 
 def test_clean_host_has_no_drift() -> None:
     m = manifest()
-    res = evaluate(m, "mx1", m.files, clean_paths(m), {}, clean_sections(m))
+    res = evaluate(m, "mx1", observed(m, clean_paths(m), clean_sections(m)), {}, clean_sections(m))
     bad = [(r.id, r.message) for r in res if r.status is not Status.PASS]
     assert not bad
     assert {
@@ -154,7 +166,15 @@ def test_edited_file_shows_masked_diff_and_owner_mode() -> None:
     paths = clean_paths(m)
     edited = MAIN_CF.replace("127.0.0.0/8", "0.0.0.0/0")
     paths["/etc/postfix/main.cf"] = st("/etc/postfix/main.cf", edited, mode="666", owner="bob")
-    r = verdicts(evaluate(m, "mx1", m.files, paths, {"/etc/postfix/main.cf": edited}, clean_sections(m)))
+    r = verdicts(
+        evaluate(
+            m,
+            "mx1",
+            observed(m, paths, clean_sections(m)),
+            {"/etc/postfix/main.cf": edited},
+            clean_sections(m),
+        )
+    )
     f = r["drift.file[/etc/postfix/main.cf]"]
     assert f.status is Status.FAIL
     assert "content differs" in f.message and "mode 666" in f.message and "owner bob:root" in f.message
@@ -167,7 +187,13 @@ def test_secret_file_is_never_diffed() -> None:
     paths = clean_paths(m)
     paths["/etc/postfix/sasl_passwd"] = st("/etc/postfix/sasl_passwd", "other", mode="600")
     r = verdicts(
-        evaluate(m, "mx1", m.files, paths, {"/etc/postfix/sasl_passwd": "other " + SECRET}, clean_sections(m))
+        evaluate(
+            m,
+            "mx1",
+            observed(m, paths, clean_sections(m)),
+            {"/etc/postfix/sasl_passwd": "other " + SECRET},
+            clean_sections(m),
+        )
     )
     f = r["drift.file[/etc/postfix/sasl_passwd]"]
     assert f.status is Status.FAIL and "secret file: not shown" in f.message and f.detail == ""
@@ -177,7 +203,7 @@ def test_missing_file_and_directory() -> None:
     m = manifest()
     paths = clean_paths(m)
     del paths["/etc/aliases"], paths["/var/spool/postfix/var/run/saslauthd"]
-    r = verdicts(evaluate(m, "mx1", m.files, paths, {}, clean_sections(m)))
+    r = verdicts(evaluate(m, "mx1", observed(m, paths, clean_sections(m)), {}, clean_sections(m)))
     assert r["drift.file[/etc/aliases]"].status is Status.FAIL
     assert r["drift.dir[/var/spool/postfix/var/run/saslauthd]"].status is Status.FAIL
 
@@ -194,7 +220,7 @@ def test_postconf_changed_extra_and_secret_masked() -> None:
             "smtpd_banner = hi",
         ],
     )
-    r = verdicts(evaluate(m, "mx1", m.files, clean_paths(m), {}, sec))
+    r = verdicts(evaluate(m, "mx1", observed(m, clean_paths(m), sec), {}, sec))
     p = r["drift.postconf"]
     assert p.status is Status.FAIL
     assert "mynetworks = '0.0.0.0/0', expected '127.0.0.0/8'" in p.detail
@@ -218,7 +244,7 @@ def test_master_doveconf_and_command_failure() -> None:
     )
     sec["doveconf"] = Section(0, ["disable_plaintext_auth = no", "ssl = required"])
     sec["postconf_n"] = Section(1, ["postconf: fatal: open /etc/postfix/main.cf: No such file"])
-    r = verdicts(evaluate(m, "mx1", m.files, clean_paths(m), {}, sec))
+    r = verdicts(evaluate(m, "mx1", observed(m, clean_paths(m), sec), {}, sec))
     assert r["drift.postconf_master"].status is Status.FAIL
     assert "unexpected: relay unix" in r["drift.postconf_master"].detail
     assert r["drift.doveconf"].status is Status.FAIL
@@ -233,7 +259,7 @@ def test_stale_and_unanswering_maps() -> None:
     paths["/etc/aliases"] = st("/etc/aliases", "postmaster: root\n", mtime=300)  # newer than the .db (200)
     sec = clean_sections(m)
     sec["map1"] = Section(1, [])
-    r = verdicts(evaluate(m, "mx1", m.files, paths, {}, sec))
+    r = verdicts(evaluate(m, "mx1", observed(m, paths, sec), {}, sec))
     assert "older than" in r["drift.map[/etc/aliases]"].message
     assert "finds nothing" in r["drift.map[/etc/postfix/sasl_passwd]"].message
     assert "postalias" in r["drift.map[/etc/aliases]"].fix
@@ -245,7 +271,7 @@ def test_services_packages_sockets() -> None:
     sec["units"] = Section(0, ["postfix|active|disabled", "saslauthd|inactive|enabled"])
     sec["packages"] = Section(0, ["ii |postfix", "rc |dovecot-core"])
     sec["sock0"] = Section(1, [])
-    r = verdicts(evaluate(m, "mx1", m.files, clean_paths(m), {}, sec))
+    r = verdicts(evaluate(m, "mx1", observed(m, clean_paths(m), sec), {}, sec))
     assert "not enabled" in r["drift.service[postfix]"].message
     assert "not running" in r["drift.service[saslauthd]"].message
     assert r["drift.packages"].message == "not installed: dovecot-core"

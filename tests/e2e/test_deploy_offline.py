@@ -1,4 +1,4 @@
-"""Deploy pieces that need no host: fact parsing, the controller-side CA, verification wording, CLI."""
+"""Deploy pieces that need no host: snapshot parsing, the controller-side CA, verification wording, CLI."""
 
 from __future__ import annotations
 
@@ -10,10 +10,19 @@ from pathlib import Path
 from cryptography import x509
 
 from pyinfra_mailserver import distro, pki
-from pyinfra_mailserver.deploys.init import UnitStates
-from pyinfra_mailserver.deploys.ops import map_output
-from pyinfra_mailserver.deploys.verify import misses
-from pyinfra_mailserver.facts import Accounts, DebPackageStatus, ManagedPaths
+from pyinfra_mailserver.engine import shell
+from pyinfra_mailserver.engine.changes import diff, sha256_text
+from pyinfra_mailserver.engine.stage import Stage
+from pyinfra_mailserver.facts import (
+    FileState,
+    MailHostSnapshot,
+    Snapshot,
+    SnapshotSpec,
+    parse_accounts,
+    parse_packages,
+    parse_paths,
+    parse_units,
+)
 from pyinfra_mailserver.manifest import (
     ManagedFile,
     Manifest,
@@ -32,13 +41,16 @@ def test_managed_paths_parses_stat_and_hashes_in_one_output() -> None:
         "S|directory|vmail|vmail|2750|1700000001|/var/mail/vmail",
         f"{SHA}  /etc/dovecot/users",
     ]
-    got = ManagedPaths().process(out)
+    got = parse_paths(out)
     assert got["/etc/dovecot/users"].sha256 == SHA
     assert got["/etc/dovecot/users"].mode_matches("640")
     assert got["/var/mail/vmail"].kind == "directory" and got["/var/mail/vmail"].sha256 is None
     assert not got["/var/mail/vmail"].mode_matches("750")  # setgid bit counts
-    command = ManagedPaths().command(paths=("/etc/dovecot/users", "/var/mail/vmail"))
-    assert command.count("stat -c") == 1 and "sha256sum" in command  # one command for every path
+    spec = SnapshotSpec("debian", paths=("/etc/dovecot/users", "/var/mail/vmail"))
+    command = MailHostSnapshot().command(spec)
+    script = shell.script("snapshot")
+    assert script.count("stat -c") == 1 and "sha256sum" in script  # one command for every path
+    assert "/etc/dovecot/users" in command and "/var/mail/vmail" in command
 
 
 def test_accounts_fact_keeps_only_hash_digests() -> None:
@@ -49,7 +61,7 @@ def test_accounts_fact_keeps_only_hash_digests() -> None:
         "bob:x:1000:",
         f"H:bob:{SHA}  -",
     ]
-    got = Accounts().process(out)
+    got = parse_accounts(out)
     assert got.users["postfix"]["groups"] == ["sasl"]
     assert got.users["bob"]["password_sha256"] == SHA
     assert got.groups["sasl"]["gid"] == 45
@@ -61,13 +73,11 @@ def test_accounts_command_on_this_machine() -> None:
     import hashlib
     import subprocess
 
+    spec = SnapshotSpec("debian", users=("root", "nosuchuser"), groups=("root", "nosuchgroup"))
     out = subprocess.run(
-        ["sh", "-c", Accounts().command(("root", "nosuchuser"), ("root", "nosuchgroup"))],
-        capture_output=True,
-        text=True,
-        check=True,
+        ["sh", "-c", MailHostSnapshot().command(spec)], capture_output=True, text=True, check=True
     ).stdout
-    got = Accounts().process(out.splitlines())
+    got = MailHostSnapshot().process(out.splitlines()).accounts
     assert set(got.users) == {"root"} and set(got.groups) == {"root"}
     assert got.users["root"]["uid"] == 0 and got.groups["root"]["gid"] == 0
     shadow = subprocess.run(["getent", "shadow", "root"], capture_output=True, text=True).stdout
@@ -79,13 +89,16 @@ def test_accounts_command_on_this_machine() -> None:
 
 
 def test_package_and_unit_facts() -> None:
-    assert DebPackageStatus().process(["ii |postfix|3.7.11", "un |dovecot-core|"]) == {"postfix": "3.7.11"}
-    assert UnitStates().process(["postfix|failed|enabled"]) == {"postfix": ("failed", "enabled")}
+    assert parse_packages(["ii |postfix|3.7.11", "un |dovecot-core|"]) == {"postfix": "3.7.11"}
+    assert parse_units(["postfix|failed|enabled"]) == {"postfix": ("failed", "enabled")}
 
 
 def test_stage_paths_and_map_outputs() -> None:
-    assert map_output(PostfixMap("/etc/aliases", "hash", "postalias")) == "/etc/aliases.db"
-    assert map_output(PostfixMap("/etc/postfix/transport", "lmdb")) == "/etc/postfix/transport.lmdb"
+    assert PostfixMap("/etc/aliases", "hash", "postalias").output == "/etc/aliases.db"
+    assert PostfixMap("/etc/postfix/transport", "lmdb").output == "/etc/postfix/transport.lmdb"
+    stage = Stage("/var/lib/x/stage")
+    assert stage.pending("postfix") == "/var/lib/x/stage/pending-postfix"
+    assert stage.directory.mode == "700" and stage.directory.owner == "root"
 
 
 def test_ca_and_server_cert_are_made_once_private_and_valid(tmp_path: Path) -> None:
@@ -116,7 +129,7 @@ def _manifest() -> Manifest:
         users=(),
         directories=(),
         maps=(),
-        postconf={},
+        postconf={"smtpd_sasl_type": "dovecot", "smtpd_sasl_path": "private/auth"},
         postconf_master=(),
         files=(ManagedFile("/etc/dovecot/users", "x\n", group="dovecot", mode="640", secret=True),),
         services=(Service("postfix", "postfix"),),
@@ -126,28 +139,39 @@ def _manifest() -> Manifest:
     )
 
 
+def _host(
+    ports: tuple[str, ...],
+    units: dict[str, tuple[str, str]],
+    files: dict[str, tuple[str, str, str]],
+    sockets: frozenset[str] = frozenset(),
+) -> Snapshot:
+    """What the verification reads: files as path -> (owner, group, mode), with the right content."""
+    paths = {p: FileState(p, "file", o, g, mode, 1, sha256_text("x\n")) for p, (o, g, mode) in files.items()}
+    stage = Stage()
+    paths[stage.dir] = FileState(stage.dir, "directory", "root", "root", "700", 1)
+    return Snapshot(packages={"postfix": "3.10"}, paths=paths, units=units, ports=ports, sockets=sockets)
+
+
 def test_verification_names_every_miss() -> None:
-    seen = {
-        "pkg": ["ii |postfix"],
-        "unit": ["postfix|failed|enabled"],
-        "port": ["0.0.0.0:22"],
-        "file": ["/etc/dovecot/users|root|root|644", "/etc/ssl/private/k.key|root|root|644"],
-    }
-    found = misses(_manifest(), seen)
+    seen = _host(
+        ("0.0.0.0:22",),
+        {"postfix": ("failed", "enabled")},
+        {"/etc/dovecot/users": ("root", "root", "644"), "/etc/ssl/private/k.key": ("root", "root", "644")},
+    )
+    found = [c.detail for c in diff(_manifest(), seen, Stage())]
     text = "\n".join(found)
     assert "service postfix is not running (failed)" in text
     assert "nothing listens on port 25" in text
     assert "/etc/dovecot/users is root:root 644, expected root:dovecot 640" in text
     assert "TLS key /etc/ssl/private/k.key is readable by others" in text
     assert "auth socket /var/spool/postfix/private/auth is missing" in text
-    ok = {
-        "pkg": ["ii |postfix"],
-        "unit": ["postfix|active|enabled"],
-        "port": ["0.0.0.0:25"],
-        "file": ["/etc/dovecot/users|root|dovecot|640", "/etc/ssl/private/k.key|root|root|600"],
-        "socket": ["/var/spool/postfix/private/auth"],
-    }
-    assert misses(_manifest(), ok) == []
+    ok = _host(
+        ("0.0.0.0:25",),
+        {"postfix": ("active", "enabled")},
+        {"/etc/dovecot/users": ("root", "dovecot", "640"), "/etc/ssl/private/k.key": ("root", "root", "600")},
+        frozenset({"/var/spool/postfix/private/auth"}),
+    )
+    assert diff(_manifest(), ok, Stage()) == []
 
 
 def test_deploy_command_is_registered() -> None:

@@ -161,12 +161,11 @@ def dovecot24(lab: Any) -> Any:
     """A Debian 13 lab host with Dovecot 2.4 installed (no config of ours: only its doveconf is used)."""
     release = next(r.release for r in distro.RELEASES[distro.Family.DEBIAN] if r.dovecot_generation == "2.4")
     [host] = lab.up(1, variant="virtual", release=release)
-    from pyinfra_mailserver.deploys.packages import APT_ENV, APT_INSTALL, APT_UPDATE, no_starts_during
+    from pyinfra_mailserver.engine import shell
 
     row = distro.get(distro.Family.DEBIAN, release)
     names = [*row.dovecot_core_packages, *(p for ps in row.dovecot_protocol_packages.values() for p in ps)]
-    install = f"{APT_ENV} {APT_UPDATE} && {APT_ENV} {APT_INSTALL} {' '.join(names)}"
-    host.check(no_starts_during(install, row.policy_rc_d), timeout=900)
+    host.check(shell.command("packages", "-F", "debian", "-P", row.policy_rc_d, *names), timeout=900)
     try:
         yield host
     finally:

@@ -5,7 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from pyinfra_mailserver import distro, secretstore
-from pyinfra_mailserver.facts import MailboxDirs
+from pyinfra_mailserver.engine import shell
+from pyinfra_mailserver.engine.changes import snapshot_spec
+from pyinfra_mailserver.engine.script import MARK
+from pyinfra_mailserver.engine.stage import Stage
+from pyinfra_mailserver.facts import MailHostSnapshot
 from pyinfra_mailserver.manifest import build_manifest
 from pyinfra_mailserver.model import validate_server
 from pyinfra_mailserver.orphans import mailbox_dirs, orphaned
@@ -26,6 +30,8 @@ def test_orphaned_mailbox_dirs(tmp_path: Path) -> None:
     assert base == "/var/mail/vmail"
     assert expected == {"/var/mail/vmail/example.net/alice"}
     d = "/var/mail/vmail/example.net"
-    found = MailboxDirs().process([f"{d}/bob", f"{d}/alice", ""])
+    out = [f"{MARK} mailboxes", f"{d}/bob", f"{d}/alice", "", f"{MARK}-rc 0"]
+    found = MailHostSnapshot().process(out).mailboxes
     assert orphaned(found, expected) == ["/var/mail/vmail/example.net/bob"]
-    assert "find /var/mail/vmail -mindepth 2 -maxdepth 2 -type d" in MailboxDirs().command("/var/mail/vmail")
+    assert snapshot_spec(m, Stage()).mailbox_base == "/var/mail/vmail"
+    assert 'find "$base" -mindepth 2 -maxdepth 2 -type d' in shell.script("snapshot")

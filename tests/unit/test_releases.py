@@ -13,8 +13,8 @@ from pyinfra_mailserver import distro
 from pyinfra_mailserver.inventory import load_hosts
 from pyinfra_mailserver.manifest import build_manifest
 from pyinfra_mailserver.model import validate_server
-from pyinfra_mailserver.render.dovecot import DOVECOT_CONFIG_VERSION, config_version, parse_settings
 from pyinfra_mailserver.render.plan import Plan
+from pyinfra_mailserver.services.dovecot.render import DOVECOT_CONFIG_VERSION, config_version, parse_settings
 
 # Dovecot 2.3's variables, which 2.4 takes literally (a login of "%Lu", a home of "/var/mail/%d/%n")
 OLD_VARIABLES = re.compile(r"%[LuUdnDh]\b|%L[udn]")

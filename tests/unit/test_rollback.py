@@ -1,6 +1,7 @@
 """A reload or restart that fails puts back every file the run replaced (configs, TLS files, saslauthd
-files: whatever `sync_files`/`activate_config` backed up), restarts the mail services and fails saying
-so; checked by running the generated shell against a fake `systemctl` and a backup in a temp dir."""
+files: whatever resources/install-files.sh backed up), restarts the mail services and fails saying so;
+checked by running the activation's shell (resources/activate.sh) against a fake `systemctl` and a
+backup in a temp dir."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from pyinfra_mailserver.deploys import init, ops
-from pyinfra_mailserver.manifest import Service
+from pyinfra_mailserver import distro
+from pyinfra_mailserver.engine.operations import activate_command
+from pyinfra_mailserver.engine.stage import Stage
+from pyinfra_mailserver.manifest import Manifest, Service, TlsPlan
 
 FAKE_SYSTEMCTL = """#!/bin/sh
 echo "$*" >> "$CALLS"
@@ -21,10 +24,9 @@ exit 0
 
 
 @pytest.fixture
-def stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def stage(tmp_path: Path) -> Path:
     stage = tmp_path / "stage"
     stage.mkdir()
-    monkeypatch.setattr(ops, "stage_dir", lambda: str(stage))
     return stage
 
 
@@ -40,6 +42,27 @@ def run(tmp_path: Path, script: str) -> tuple[subprocess.CompletedProcess[str], 
 
 
 SERVICES = (Service("postfix", "postfix"), Service("dovecot", "dovecot"), Service("saslauthd", "saslauthd"))
+MANIFEST = Manifest(
+    "mx.example.org",
+    distro.DEBIAN,
+    (),
+    (),
+    (),
+    (),
+    (),
+    (),
+    (),
+    SERVICES,
+    (),
+    TlsPlan("generate", "/c", "/k", None, ("mx.example.org",)),
+    {},
+    (),
+)
+
+
+def activation(stage: Path, service: str, action: str) -> str:
+    s = next(x for x in SERVICES if x.name == service)
+    return activate_command(MANIFEST, Stage(str(stage)), s, action, enable=False)
 
 
 def test_failed_reload_restores_backed_up_and_removes_created_files(tmp_path: Path, stage: Path) -> None:
@@ -56,7 +79,7 @@ def test_failed_reload_restores_backed_up_and_removes_created_files(tmp_path: Pa
     (backup / (str(created).lstrip("/") + ".created")).write_text("")
     (stage / "pending-postfix").write_text("")
 
-    r, calls = run(tmp_path, init.or_roll_back("systemctl reload postfix", "reloading postfix", SERVICES))
+    r, calls = run(tmp_path, activation(stage, "postfix", "reload"))
 
     assert r.returncode == 1
     assert "reloading postfix failed: rolled back, 2 file(s) of the previous config restored" in r.stderr
@@ -71,7 +94,7 @@ def test_successful_reload_touches_nothing(tmp_path: Path, stage: Path) -> None:
     conf.write_text("new\n")
     (stage / "backup" / str(conf).lstrip("/")).parent.mkdir(parents=True)
     (stage / "backup" / str(conf).lstrip("/")).write_text("old\n")
-    r, calls = run(tmp_path, init.or_roll_back("systemctl restart dovecot", "restarting dovecot", SERVICES))
+    r, calls = run(tmp_path, activation(stage, "dovecot", "restart"))
     assert r.returncode == 0, r.stderr
     assert conf.read_text() == "new\n"
     assert calls == ["restart dovecot"]

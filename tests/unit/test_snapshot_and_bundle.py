@@ -9,14 +9,27 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from pyinfra_mailserver.deploys.ops import _bundle
-from pyinfra_mailserver.facts import SECTION, MailHostSnapshot, OsRelease
+from pyinfra_mailserver.engine.operations import bundle
+from pyinfra_mailserver.engine.script import MARK
+from pyinfra_mailserver.facts import MailHostSnapshot, SnapshotSpec, parse_os_release
 from pyinfra_mailserver.manifest import ManagedFile
+
+SECTION = MARK + " "
+
+
+def framed(lines: list[str]) -> list[str]:
+    """The snapshot script's output: each section closed by its status line."""
+    out: list[str] = []
+    for line in lines:
+        if line.startswith(SECTION) and out:
+            out.append(f"{MARK}-rc 0")
+        out.append(line)
+    return [*out, f"{MARK}-rc 0"]
 
 
 def test_snapshot_sections_are_parsed_by_their_own_facts() -> None:
     output = [
-        f"{SECTION}packages-debian",
+        f"{SECTION}packages",
         "ii |postfix|3.7.11-0+deb12u1",
         "un |dovecot-core|",
         f"{SECTION}accounts",
@@ -38,7 +51,7 @@ def test_snapshot_sections_are_parsed_by_their_own_facts() -> None:
         "/var/mail/vmail/example.org/bob",
         "/var/mail/vmail/example.org/alice",
     ]
-    snap = MailHostSnapshot().process(output)
+    snap = MailHostSnapshot().process(framed(output))
     assert snap.packages == {"postfix": "3.7.11-0+deb12u1"}
     assert snap.accounts.users["vmail"]["uid"] == 5000
     assert snap.accounts.groups["sasl"]["members"] == ["postfix"]
@@ -54,16 +67,23 @@ def test_snapshot_command_runs_every_part(tmp_path: Path) -> None:
     """The command (here on this machine) prints each section, and the file part reads real files."""
     f = tmp_path / "main.cf"
     f.write_text("x\n")
-    cmd = MailHostSnapshot().command(
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "systemctl").write_text(
+        "#!/bin/sh\nprintf 'Id=x.service\\nActiveState=active\\nUnitFileState=enabled\\n\\n'\n"
+    )
+    (fake / "systemctl").chmod(0o755)
+    spec = SnapshotSpec(
         family="debian",
         packages=("nosuchpackage",),
         users=("root",),
         groups=("root",),
         paths=(str(f), str(tmp_path / "absent")),
-        unit_script="echo 'x.service|active|enabled'",
+        units=("x.service",),
         sockets=(str(tmp_path / "nosock"),),
         mailbox_base=str(tmp_path),
     )
+    cmd = f"PATH={fake}:$PATH; export PATH; " + MailHostSnapshot().command(spec)
     out = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, check=False).stdout
     snap = MailHostSnapshot().process(out.splitlines())
     assert snap.accounts.users["root"]["uid"] == 0
@@ -80,7 +100,7 @@ def test_bundle_keeps_owner_group_mode_and_content() -> None:
             "/etc/dovecot/users", "bob:{ARGON2ID}x\n", owner="root", group="dovecot", mode="640", secret=True
         ),
     )
-    with tarfile.open(fileobj=io.BytesIO(_bundle(files))) as tar:
+    with tarfile.open(fileobj=io.BytesIO(bundle(files))) as tar:
         members = {m.name: m for m in tar.getmembers()}
         assert set(members) == {"etc/postfix/main.cf", "etc/dovecot/users"}
         users = members["etc/dovecot/users"]
@@ -90,7 +110,7 @@ def test_bundle_keeps_owner_group_mode_and_content() -> None:
 
 
 def test_os_release_values_without_quotes() -> None:
-    got = OsRelease().process(
+    got = parse_os_release(
         ['PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"', "ID=debian", "", "# note", "ID_LIKE='rhel fedora'"]
     )
     assert got == {"PRETTY_NAME": "Debian GNU/Linux 12 (bookworm)", "ID": "debian", "ID_LIKE": "rhel fedora"}

@@ -1,5 +1,6 @@
-"""The unit-state script reads every unit with two `systemctl show` calls and asks `is-enabled` only
-for SysV-generated units; checked against a fake `systemctl` that answers like systemd 252 does."""
+"""The snapshot's unit states: every unit read with at most two `systemctl show` calls, `is-enabled`
+asked only for SysV-generated units; checked against a fake `systemctl` that answers like systemd 252
+does."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pyinfra_mailserver.facts import UnitStates, unit_state_script
+from pyinfra_mailserver.facts import MailHostSnapshot, SnapshotSpec
 
 FAKE_SYSTEMCTL = r"""#!/bin/sh
 echo "$*" >> "$CALLS"
@@ -54,9 +55,9 @@ def states(
         "SASL_ENABLED": sasl,
         "POSTFIX_TYPE": postfix_type,
     }
-    script = unit_state_script(units, parts=parts)
+    script = MailHostSnapshot().command(SnapshotSpec("debian", units=units, parts=parts))
     out = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, check=True).stdout
-    return UnitStates().process(out.splitlines()), calls.read_text().splitlines()
+    return MailHostSnapshot().process(out.splitlines()).units, calls.read_text().splitlines()
 
 
 def test_all_units_in_two_show_calls(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
-"""Reaching hosts for drift and audit through pyinfra itself: its inventory loader, --limit, SSH settings.
+"""Reaching hosts for drift and audit through pyinfra itself: its inventory, --limit, SSH settings.
 
-No second SSH layer: hosts come from `pyinfra_mailserver.inventory` (pyinfra's own loader and group data),
+No second SSH layer: hosts come from `pyinfra_mailserver.inventory` (a `pyinfra.api.Inventory` with the
+group data `pyinfra` would give them),
 connections from `host.connect()`, and every command runs as a pyinfra fact, so `_sudo` and the other
 connector arguments of the host data apply exactly as in a deploy. Everything run here is read-only.
 """
@@ -9,76 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pyinfra.api import FactBase
 
+from pyinfra_mailserver.engine.script import Section, build, parse
+from pyinfra_mailserver.facts import Script
 from pyinfra_mailserver.manifest import Manifest
 from pyinfra_mailserver.report import CheckResult, Severity, Status
 
-MARK = "@@mailserver-section"
-
-
-class Script(FactBase[list[str]]):
-    """Output lines of a read-only shell script whose sections print their own exit status.
-
-    The fact always succeeds (`; true`), so a failing check command is data to judge, not a pyinfra error.
-    """
-
-    @staticmethod
-    def default() -> list[str]:
-        return []
-
-    def command(self, script: str) -> str:
-        return f"{script}\ntrue"
-
-    def process(self, output: list[str]) -> list[str]:
-        return output
-
-
-@dataclass
-class Section:
-    """One command's result inside a batched script."""
-
-    rc: int
-    lines: list[str]
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.lines)
-
-
-def build_script(commands: dict[str, str]) -> str:
-    """Batch named commands in one round trip; each section's stderr is merged into its output."""
-    parts = []
-    for name, cmd in commands.items():
-        parts.append(f'echo {shlex.quote(MARK + " " + name)}; ( {cmd} ) 2>&1; echo "{MARK}-rc $?"')
-    return "\n".join(parts)
-
-
-def parse_script(lines: Iterable[str]) -> dict[str, Section]:
-    out: dict[str, Section] = {}
-    current: str | None = None
-    for line in lines:
-        head, sep, tail = line.partition(MARK + "-rc ")
-        if sep and head and current is not None:  # output without a final newline: the mark follows it
-            out[current].lines.append(head)
-            line = sep + tail
-        if line.startswith(MARK + " "):
-            current = line[len(MARK) + 1 :]
-            out[current] = Section(-1, [])
-        elif line.startswith(MARK + "-rc ") and current is not None:
-            rc = line.split()[-1]
-            out[current].rc = int(rc) if rc.lstrip("-").isdigit() else -1
-            current = None
-        elif current is not None:
-            out[current].lines.append(line)
-    return out
+__all__ = ["Section", "Target", "connect", "disconnect"]
 
 
 @dataclass
@@ -106,7 +51,7 @@ class Target:
 
     def run(self, commands: dict[str, str]) -> dict[str, Section]:
         """Run named read-only commands in one round trip; missing sections come back with rc -1."""
-        result = parse_script(self.fact(Script, script=build_script(commands)))
+        result = parse(self.fact(Script, script=build(commands)))
         for name in commands:
             result.setdefault(name, Section(-1, ["(no output: the command did not run)"]))
         return result
@@ -173,8 +118,6 @@ def connect(
     from pyinfra.api import Config, State
     from pyinfra.api.connect import connect_all
     from pyinfra.api.exceptions import PyinfraError
-    from pyinfra.context import ctx_state
-    from pyinfra_cli.inventory import make_inventory
 
     from pyinfra_mailserver import inventory
     from pyinfra_mailserver.manifest import build_manifest
@@ -187,10 +130,7 @@ def connect(
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.append(cwd)
-    loader_state = State()
-    loader_state.cwd = cwd
-    with ctx_state.use(loader_state):  # pyinfra's loader records the file it runs on the current state
-        inv = make_inventory(path, override_data=data_override or None, cwd=cwd)
+    inv = inventory.load_pyinfra_inventory(path, cwd, data_override)
     limited = _limit(inv, limit)
     wanted = list(inv) if limited is None else limited
     problems: list[CheckResult] = []

@@ -1,28 +1,42 @@
 """From a validated MailServer to a Manifest (every file, map, user, service of a host), and to a tree.
 
-Each service module (postfix, dovecot, sasl, system) contributes its entries; `build_manifest` puts them
-together so that render, deploy, drift and audit all read the same derived data.
+Each service's `render` module (services/<name>/render.py) contributes its entries; `build_manifest`
+puts them together so that render, deploy, drift and audit all read the same derived data.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from pyinfra_mailserver.distro import Distro
 from pyinfra_mailserver.manifest import Manifest, Service
 from pyinfra_mailserver.model import MailServer
-from pyinfra_mailserver.render import dovecot, postfix, sasl, system
 from pyinfra_mailserver.render.plan import Plan
-from pyinfra_mailserver.render.postfix import parse_main_cf, parse_master_cf
 
 __all__ = ["Plan", "build_manifest", "parse_main_cf", "parse_master_cf", "write_tree"]
 
 MASK = "**masked**"
 
 
+def __getattr__(name: str) -> Any:
+    """`parse_main_cf` / `parse_master_cf` live with Postfix (services/postfix/render.py)."""
+    if name in ("parse_main_cf", "parse_master_cf"):
+        from pyinfra_mailserver.services.postfix import render as postfix
+
+        return getattr(postfix, name)
+    raise AttributeError(name)
+
+
 def build_manifest(server: MailServer, distro: Distro) -> Manifest:
     """Everything the host must look like, derived once from the model and the distro row."""
+    # the services' render modules read the Plan of this package: imported here, not at its import
+    from pyinfra_mailserver.services.dovecot import render as dovecot
+    from pyinfra_mailserver.services.postfix import render as postfix
+    from pyinfra_mailserver.services.sasl import render as sasl
+    from pyinfra_mailserver.services.system import render as system
+
     plan = Plan(server, distro)
     files = [*postfix.files(plan), *sasl.files(plan), *dovecot.files(plan), *system.files(plan)]
     main_cf = next(f for f in files if f.path == plan.pf("main.cf"))
@@ -53,8 +67,8 @@ def build_manifest(server: MailServer, distro: Distro) -> Manifest:
         services=tuple(services),
         ports=system.ports(plan),
         tls=plan.tls,
-        postconf=parse_main_cf(main_cf.content),
-        postconf_master=parse_master_cf(master_cf.content),
+        postconf=postfix.parse_main_cf(main_cf.content),
+        postconf_master=postfix.parse_master_cf(master_cf.content),
         secrets=system.secrets(plan),
         doveconf=dovecot.expected_doveconf(plan, files),
         sasl_backend=server.sasl.backend if server.sasl else None,

@@ -128,26 +128,9 @@ class Plan:
     # ---- TLS
     @cached_property
     def tls(self) -> TlsPlan:
-        t = self.server.tls
-        names = tuple(dict.fromkeys([self.hostname, *t.extra_names]))
-        if t.mode == "files":
-            assert t.cert and t.key
-            return TlsPlan(
-                mode="files",
-                cert_path=t.cert,
-                key_path=t.key,
-                ca_path=t.ca,
-                names=names,
-                min_protocol=t.min_protocol,
-            )
-        return TlsPlan(
-            mode="generate",
-            cert_path=f"{self.distro.tls_cert_dir}/{self.hostname}.pem",
-            key_path=f"{self.distro.tls_key_dir}/{self.hostname}.key",
-            ca_path=f"{self.distro.tls_cert_dir}/{self.domain}-lab-ca.pem",
-            names=names,
-            min_protocol=t.min_protocol,
-        )
+        from pyinfra_mailserver.services.tls.render import tls_plan
+
+        return tls_plan(self)
 
     @property
     def tls_protocols(self) -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import posixpath
 
 from pyinfra_mailserver.manifest import Account, Directory, Group, ManagedFile, Port, User
-from pyinfra_mailserver.render import sasl
 from pyinfra_mailserver.render.plan import Plan
 from pyinfra_mailserver.render.templating import render
+from pyinfra_mailserver.services.sasl import render as sasl
 
 
 def files(plan: Plan) -> list[ManagedFile]:

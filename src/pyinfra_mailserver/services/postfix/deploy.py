@@ -1,0 +1,48 @@
+"""Postfix's deploy phases: the config checked with `postfix check` and `postconf` before it goes live,
+the lookup tables built, then a reload (or a restart, for what a reload cannot change)."""
+
+from __future__ import annotations
+
+from pyinfra.api import deploy
+
+from pyinfra_mailserver.engine.operations import activate_service, build_maps, install_files
+from pyinfra_mailserver.engine.plan import DeployPlan
+
+# Checks of the new tree (`$tree`: the live /etc/postfix with the new files laid over it). postconf
+# prints warnings (unknown or mistyped parameters) on stderr and still exits 0, so its output counts
+# as a failure; `postfix check` writes its errors only to syslog unless it runs on a terminal.
+CHECKS = ('pty:postfix -c "$tree" check', 'silent:postconf -c "$tree" -n')
+# Parameters `postfix reload` cannot apply (the master must be stopped and started): a change restarts.
+RESTART_PROBES = ('postconf -c "$tree" -h inet_interfaces inet_protocols',)
+
+
+@deploy("Postfix configure")
+def configure(plan: DeployPlan) -> None:
+    """Configure phase: main.cf, master.cf and the map sources checked and installed, stale tables built."""
+    m = plan.manifest
+    install_files(
+        name="Check and activate the Postfix config",
+        manifest=m,
+        stage=plan.stage,
+        service="postfix",
+        changes=plan.of("postfix", "file", "file-attrs"),
+        config_dir=m.distro.postfix_dir,
+        checks=CHECKS,
+        probes=RESTART_PROBES,
+    )
+    stale = {c.subject for c in plan.of("postfix", "map")}
+    build_maps(
+        name="Build Postfix maps", stage=plan.stage, maps=tuple(mp for mp in m.maps if mp.source in stale)
+    )
+
+
+@deploy("Postfix activate")
+def activate(plan: DeployPlan) -> None:
+    """Activate phase: reload after a change, restart when a reload cannot apply it, start, enable."""
+    activate_service(
+        name="Postfix serving its config",
+        manifest=plan.manifest,
+        stage=plan.stage,
+        service="postfix",
+        changes=plan.changes,
+    )
