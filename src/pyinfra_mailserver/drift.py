@@ -22,8 +22,9 @@ from pyinfra_mailserver.engine.stage import Stage
 from pyinfra_mailserver.facts import AccountState, MailHostSnapshot, Script, Snapshot
 from pyinfra_mailserver.manifest import ManagedFile, Manifest
 from pyinfra_mailserver.report import CheckResult, CheckSet, Severity, Status, in_parallel
-from pyinfra_mailserver.services import dovecot, postfix
+from pyinfra_mailserver.services.dovecot import checks as dovecot_checks
 from pyinfra_mailserver.services.dovecot.render import parse_settings as parse_dovecot_settings
+from pyinfra_mailserver.services.postfix import checks as postfix_checks
 
 if TYPE_CHECKING:
     from pyinfra_mailserver.audit.remote import Target
@@ -119,7 +120,7 @@ def parse_doveconf(text: str) -> dict[str, str]:
 
 def drift_commands(m: Manifest) -> dict[str, str]:
     """The read-only commands of drift's effective checks (each service's), by section name."""
-    return {**postfix.checks.effective_commands(m), **dovecot.checks.effective_commands(m)}
+    return {**postfix_checks.effective_commands(m), **dovecot_checks.effective_commands(m)}
 
 
 def _by(changes: Sequence[Change], *kinds: str) -> dict[str, list[Change]]:

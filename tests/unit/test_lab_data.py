@@ -11,7 +11,7 @@ from mailserver_testdata import EXAMPLE, REPO
 
 from pyinfra_mailserver import secretstore
 from pyinfra_mailserver.inventory import load_hosts, secret_refs
-from pyinfra_mailserver.model.server import MANAGED_PARAMS
+from pyinfra_mailserver.services.postfix.model import MANAGED_PARAMS
 
 CONTROLLER = ipaddress.ip_address("10.213.0.1")
 

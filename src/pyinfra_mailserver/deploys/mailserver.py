@@ -22,7 +22,7 @@ from pyinfra_mailserver.manifest import Manifest, build_manifest
 from pyinfra_mailserver.model import ModelError
 from pyinfra_mailserver.orphans import mailbox_dirs, orphaned, report_orphaned_mailboxes
 from pyinfra_mailserver.secretstore import SecretError
-from pyinfra_mailserver.services import ACTIVATION, PHASES, SERVICES
+from pyinfra_mailserver.services import PHASES, activations, deploys
 from pyinfra_mailserver.services.tls.render import generated_files
 
 
@@ -99,8 +99,8 @@ def deploy_mailserver(
         return None
     plan = plan_for_host(manifest)
     for phase in PHASES[: PHASES.index(until) + 1]:
-        for service in ACTIVATION if phase == "activate" else SERVICES:
-            run = getattr(service.deploy, phase, None)
+        for service in activations() if phase == "activate" else deploys():
+            run = getattr(service, phase, None)
             if run is not None:
                 run(plan)
     if until != "activate":

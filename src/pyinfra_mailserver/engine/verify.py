@@ -19,11 +19,11 @@ def testinfra_misses(plan: DeployPlan, phase: str = "activate") -> list[str]:
     """Every service's testinfra checks for `phase`, over pyinfra's connection to the current host."""
     from pyinfra.context import ctx_host
 
+    from pyinfra_mailserver import services
     from pyinfra_mailserver.engine.testinfra import testinfra_host
-    from pyinfra_mailserver.services import SERVICES
 
     t = testinfra_host(ctx_host.get(), dict(host.current_op_global_arguments or {}))
-    return [miss for svc in SERVICES for miss in svc.checks.testinfra_checks(t, plan.manifest, phase)]
+    return [miss for checks in services.checks() for miss in checks.testinfra_checks(t, plan.manifest, phase)]
 
 
 @operation()

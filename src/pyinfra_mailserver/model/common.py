@@ -156,3 +156,12 @@ def check_param_name(name: str) -> str:
     if not re.match(r"^[a-z][a-z0-9_]*$", name):
         raise err("param", f"{name!r} is not a Postfix parameter name (lower-case letters, digits, _)")
     return name
+
+
+# problems between sections: (path, "what is wrong — the fix"), all reported at once
+Problems = list[tuple[str, str]]
+
+
+def q(key: str) -> str:
+    """A dict key as a problem's path shows it: `aliases['postmaster']`."""
+    return f"[{key!r}]"

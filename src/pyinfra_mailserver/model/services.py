@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from pyinfra_mailserver.model.common import Strict, check_domain, err
+from pyinfra_mailserver.model.common import Problems, Strict, check_domain, err
+
+if TYPE_CHECKING:
+    from pyinfra_mailserver.model.server import MailServer
 
 
 class SmtpService(Strict):
@@ -121,3 +125,23 @@ class Services(Strict):
             for name in ("smtp", "submission", "smtps", "imap", "imaps", "pop3", "pop3s")
             if (svc := getattr(self, name)).enabled
         ]
+
+
+def port_problems(server: MailServer, ok: Callable[..., bool]) -> Problems:
+    """The listener table: each service its own port."""
+    p: Problems = []
+    if ok("services"):
+        # --- ports
+        used: dict[int, str] = {}
+        for name, port in server.services.enabled_ports():
+            if port in used:
+                p.append(
+                    (
+                        f"services.{name}.port",
+                        f"port {port} is already used by services.{used[port]} — "
+                        "give each service its own port",
+                    )
+                )
+            else:
+                used[port] = name
+    return p

@@ -1,7 +1,7 @@
 """The services of a mail host. Each is a package a reader finds by its name, holding its part of the
-model, its part of the manifest (`render`), its deploy phases (`deploy`: install, configure, activate)
-and its checks (`checks`: testinfra for each phase, and what drift reads of its effective settings);
-its templates are under the top-level `templates/<service>/`.
+model (`model`), its part of the manifest (`render`), its deploy phases (`deploy`: install, configure,
+activate) and its checks (`checks`: testinfra for each phase, and what drift reads of its effective
+settings); its templates are under the top-level `templates/<service>/`.
 
 `system` is the host's own part (packages, accounts, directories, local delivery); `tls` the
 certificate and key the daemons serve; then the daemons.
@@ -11,12 +11,36 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from pyinfra_mailserver.services import dovecot, postfix, sasl, system, tls
-
-# The order services are configured in: packages and accounts first (files are owned by the users the
-# packages make), TLS files before the daemons whose checks read them.
-SERVICES: tuple[ModuleType, ...] = (system, tls, postfix, sasl, dovecot)
-# The order they are activated in: the authentication and delivery daemons before Postfix, which
-# talks to their sockets.
-ACTIVATION: tuple[ModuleType, ...] = (sasl, dovecot, postfix)
+NAMES = ("system", "tls", "postfix", "sasl", "dovecot")
 PHASES = ("install", "configure", "activate")
+
+
+def deploys() -> tuple[ModuleType, ...]:
+    """The services' deploy modules, in the order they are configured: packages and accounts first
+    (files are owned by the users the packages make), TLS files before the daemons whose checks read
+    them."""
+    from pyinfra_mailserver.services.dovecot import deploy as dovecot
+    from pyinfra_mailserver.services.postfix import deploy as postfix
+    from pyinfra_mailserver.services.sasl import deploy as sasl
+    from pyinfra_mailserver.services.system import deploy as system
+    from pyinfra_mailserver.services.tls import deploy as tls
+
+    return (system, tls, postfix, sasl, dovecot)
+
+
+def activations() -> tuple[ModuleType, ...]:
+    """The order services are activated in: the authentication and delivery daemons before Postfix,
+    which talks to their sockets."""
+    _system, _tls, postfix, sasl, dovecot = deploys()
+    return (sasl, dovecot, postfix)
+
+
+def checks() -> tuple[ModuleType, ...]:
+    """The services' checks modules (testinfra per phase, drift's effective settings)."""
+    from pyinfra_mailserver.services.dovecot import checks as dovecot
+    from pyinfra_mailserver.services.postfix import checks as postfix
+    from pyinfra_mailserver.services.sasl import checks as sasl
+    from pyinfra_mailserver.services.system import checks as system
+    from pyinfra_mailserver.services.tls import checks as tls
+
+    return (system, tls, postfix, sasl, dovecot)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 
-from pyinfra_mailserver.model.common import Fqdn, Strict, err
+from pyinfra_mailserver.model.common import Fqdn, Problems, Strict, err
+
+if TYPE_CHECKING:
+    from pyinfra_mailserver.model.server import MailServer
 
 
 def _path(v: str | None, what: str) -> str | None:
@@ -52,3 +56,41 @@ class Tls(Strict):
     @classmethod
     def _ca(cls, v: str | None) -> str | None:
         return _path(v, "ca")
+
+
+def problems(server: MailServer, ok: Callable[..., bool]) -> Problems:
+    """TLS: on wherever passwords are sent, and the files mode has its files."""
+    p: Problems = []
+    if ok("tls", "services"):
+        # --- TLS
+        auth_services = server.services.client_auth_services()
+        tls = server.tls
+        if not tls.enabled and auth_services:
+            p.append(
+                (
+                    "tls.enabled",
+                    f"TLS is off while AUTH is on ({', '.join(auth_services)}) — passwords "
+                    "would cross the network in clear; enable TLS",
+                )
+            )
+        if not tls.enabled and server.services.smtps.enabled:
+            p.append(("services.smtps.enabled", "smtps is implicit TLS — disable it or enable TLS"))
+        if not tls.enabled and (
+            server.services.imaps.enabled
+            or server.services.pop3s.enabled
+            or server.services.dovecot_protocols()
+        ):
+            p.append(("tls.enabled", "Dovecot logins need TLS — enable TLS or disable imap/pop3"))
+        if tls.mode == "files":
+            if not tls.cert:
+                p.append(("tls.cert", "mode 'files' needs the certificate path"))
+            if not tls.key:
+                p.append(("tls.key", "mode 'files' needs the private key path"))
+        elif tls.cert or tls.key or tls.ca:
+            p.append(
+                (
+                    "tls.mode",
+                    "cert/key/ca are only used with mode 'files' — set mode: files or remove them",
+                )
+            )
+    return p

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator
 
-from pyinfra_mailserver.model.common import Address, Domain, Strict, check_address, check_domain, err
-from pyinfra_mailserver.model.delivery import check_user_name
+from pyinfra_mailserver.model.common import (
+    Address,
+    Domain,
+    Problems,
+    Strict,
+    check_address,
+    check_domain,
+    err,
+    q,
+)
 from pyinfra_mailserver.model.passwords import DovecotHash, SecretBacked
+from pyinfra_mailserver.services.postfix.model import find_cycles
+from pyinfra_mailserver.services.system.model import check_user_name
+
+if TYPE_CHECKING:
+    from pyinfra_mailserver.model.server import MailServer
+
 
 _QUOTA = re.compile(r"^([1-9][0-9]{0,8})([KMGT]?)$")
 
@@ -127,3 +143,103 @@ class Virtual(Strict):
 
     def all_domains(self) -> list[str]:
         return [*self.domains, *self.alias_domains]
+
+
+def problems(server: MailServer, ok: Callable[..., bool]) -> Problems:
+    """Virtual hosting: a domain is local or virtual, every address and alias resolves, no loop."""
+    p: Problems = []
+    if ok("virtual"):
+        # --- virtual hosting
+        ident = server.identity
+        dests = set(ident.destinations()) if ok("identity") and ident.myhostname and ident.mydomain else set()
+        v = server.virtual
+        if v is not None:
+            for i, d in enumerate(v.domains):
+                if d in dests:
+                    p.append(
+                        (
+                            f"virtual.domains[{i}]",
+                            f"{d} is also in mydestination — a domain is either "
+                            "local or virtual: remove it from identity.mydestination",
+                        )
+                    )
+                if d in v.alias_domains:
+                    p.append((f"virtual.domains[{i}]", f"{d} is also in virtual.alias_domains — keep one"))
+            for i, d in enumerate(v.alias_domains):
+                if d in dests:
+                    p.append(
+                        (f"virtual.alias_domains[{i}]", f"{d} is also in mydestination — remove it there")
+                    )
+            seen: dict[str, int] = {}
+            for i, mb in enumerate(v.mailboxes):
+                if mb.domain not in v.domains:
+                    p.append(
+                        (
+                            f"virtual.mailboxes[{i}].address",
+                            f"{mb.address}: domain {mb.domain} is not in "
+                            "virtual.domains — add it there or fix the address",
+                        )
+                    )
+                if mb.address in seen:
+                    p.append(
+                        (
+                            f"virtual.mailboxes[{i}].address",
+                            f"{mb.address} duplicates virtual.mailboxes[{seen[mb.address]}] — remove one",
+                        )
+                    )
+                else:
+                    seen[mb.address] = i
+            probes = [i for i, mb in enumerate(v.mailboxes) if mb.probe]
+            for i in probes[1:]:
+                p.append(
+                    (
+                        f"virtual.mailboxes[{i}].probe",
+                        f"only one probe mailbox: virtual.mailboxes[{probes[0]}] is one already",
+                    )
+                )
+            boxes = set(seen)
+            keys = set(v.aliases)
+            domains = set(v.all_domains())
+            catchall = {k[1:] for k in keys if k.startswith("@")}
+            for key, targets in v.aliases.items():
+                kd = key.rsplit("@", 1)[1]
+                if kd not in domains:
+                    p.append(
+                        (
+                            f"virtual.aliases{q(key)}",
+                            f"domain {kd} is not in virtual.domains nor "
+                            "virtual.alias_domains — add it or fix the alias",
+                        )
+                    )
+                for t in targets:
+                    td = t.rsplit("@", 1)[1]
+                    if td in v.domains and t not in boxes and t not in keys and td not in catchall:
+                        p.append(
+                            (
+                                f"virtual.aliases{q(key)}",
+                                f"target {t} is in a virtual domain but is no "
+                                "mailbox nor alias — add the mailbox or fix the target",
+                            )
+                        )
+                    if td in v.alias_domains and t not in keys:
+                        p.append(
+                            (
+                                f"virtual.aliases{q(key)}",
+                                f"target {t} is in an alias-only domain without an alias for it",
+                            )
+                        )
+            edges = {
+                k: [t for t in ts if t in keys and not (t == k and t in boxes)] for k, ts in v.aliases.items()
+            }
+            for cyc in find_cycles(edges):
+                p.append(
+                    (
+                        f"virtual.aliases{q(cyc[0])}",
+                        "alias loop "
+                        + " -> ".join(cyc)
+                        + " — break the cycle (an alias may include itself only when it is a mailbox)",
+                    )
+                )
+            if ok("local") and v.vmail.user in server.local.account_names():
+                p.append(("virtual.vmail.user", f"{v.vmail.user} is also a local mail user — choose another"))
+    return p

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 
-from pyinfra_mailserver.model.common import Strict, err
+from pyinfra_mailserver.model.common import Problems, Strict, err, q
 from pyinfra_mailserver.model.passwords import CryptHash, SecretBacked
+from pyinfra_mailserver.services.postfix.model import classify_target, find_cycles
+
+if TYPE_CHECKING:
+    from pyinfra_mailserver.model.server import MailServer
+
 
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 # accounts every system has, that aliases may point at without declaring them
@@ -74,3 +80,46 @@ class LocalDelivery(Strict):
 
     def account_names(self) -> set[str]:
         return {u.name for u in self.users} | set(self.existing_accounts)
+
+
+def problems(server: MailServer, ok: Callable[..., bool]) -> Problems:
+    """Local delivery: users and /etc/aliases resolve, no loop, a postmaster."""
+    p: Problems = []
+    if ok("local", "aliases"):
+        # --- local users and /etc/aliases
+        names: dict[str, int] = {}
+        for i, u in enumerate(server.local.users):
+            if u.name in names:
+                p.append((f"local.users[{i}].name", f"{u.name} duplicates local.users[{names[u.name]}]"))
+            names.setdefault(u.name, i)
+            if u.name in server.aliases:
+                p.append(
+                    (
+                        f"local.users[{i}].name",
+                        f"{u.name} is also an alias name — mail would never reach "
+                        "the user's mailbox; rename the alias",
+                    )
+                )
+        known = server.local.account_names()
+        alias_edges: dict[str, list[str]] = {}
+        for key, targets in server.aliases.items():
+            alias_edges[key] = []
+            for t in targets:
+                kind, val = classify_target(t)
+                if kind != "local":
+                    continue
+                if val in server.aliases and not (val == key and val in known) and not t.startswith("\\"):
+                    alias_edges[key].append(val)
+                elif val not in server.aliases and val not in known:
+                    p.append(
+                        (
+                            f"aliases{q(key)}",
+                            f"target {val!r} is no alias, local user nor existing account "
+                            "— add it to local.users or local.existing_accounts, or fix the target",
+                        )
+                    )
+        if "postmaster" not in server.aliases and "postmaster" not in known:
+            p.append(("aliases", 'no \'postmaster\' — RFC 5321 requires one: add "postmaster": ["root"]'))
+        for cyc in find_cycles(alias_edges):
+            p.append((f"aliases{q(cyc[0])}", "alias loop " + " -> ".join(cyc) + " — break the cycle"))
+    return p
