@@ -1,8 +1,8 @@
 """The root model: one MailServer per host, validated once from `host.data.mailserver`.
 
 Field checks live with their sections; checks that need several sections at once (a virtual domain also in
-mydestination, alias loops, ports used twice, AUTH without TLS, ...) live here and are all reported
-together, each as `path: problem — fix`.
+mydestination, alias loops, ports used twice, AUTH without TLS, ...) live with the service they are about
+(services/<name>/model.py) and are all reported together, each as `path: problem — fix`.
 """
 
 from __future__ import annotations
