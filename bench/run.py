@@ -56,7 +56,7 @@ def main() -> int:
     ap.add_argument("--down", action="store_true", help="only tear the bench lab down")
     ap.add_argument("--rounds", type=int, default=5, help="repetitions of the short figures (median)")
     ap.add_argument("--p1-rounds", type=int, default=1, help="cold deploy/floor pairs (2 fresh hosts each)")
-    ap.add_argument("--p3-hosts", default="1,5,10", help="host counts of P3")
+    ap.add_argument("--p3-hosts", default="1,10,30", help="host counts of P3")
     ap.add_argument(
         "--p4-big-rounds",
         type=int,

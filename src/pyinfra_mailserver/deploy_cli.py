@@ -9,6 +9,7 @@ said (files changed, services reloaded), round trips to each host.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -48,7 +49,9 @@ class Traffic(logging.Handler):
     def __init__(self, hosts_of: dict[Any, str]) -> None:
         super().__init__(logging.DEBUG)
         self.hosts_of = hosts_of
+        self.state: Any = None
         self.commands: dict[str, int] = {}
+        self.executed: dict[str, int] = {}  # while the operations run (not the planning's reads)
         self.uploads: dict[str, int] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -59,6 +62,8 @@ class Traffic(logging.Handler):
             name = str(record.args[0])  # type: ignore[index]
             self.hosts_of[gevent.getcurrent()] = name
             self.commands[name] = self.commands.get(name, 0) + 1
+            if self.state is not None and self.state.is_executing:
+                self.executed[name] = self.executed.get(name, 0) + 1
         elif msg.startswith("Attempting upload of"):
             name = self.hosts_of.get(gevent.getcurrent(), "")
             self.uploads[name] = self.uploads.get(name, 0) + 1
@@ -164,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
     state.cwd = cwd
     state.init(inv, config, initial_limit=valid)
     state.add_callback_handler(_callbacks(hosts_of))
+    traffic.state = state
     if args.verbose:
         state.print_fact_info = state.print_noop_info = True
 
@@ -189,7 +195,9 @@ def run(args: argparse.Namespace) -> int:
                     raise
                 except Exception as e:  # bad data, unsupported distro, lock held: this host only
                     failed_to_prepare[host.name] = f"{type(e).__name__}: {e}"
-                    state.fail_hosts({host})
+                    # raises "No hosts remaining!" after failing the last host: that is no crash
+                    with contextlib.suppress(PyinfraError):
+                        state.fail_hosts({host})
         prepared = time.monotonic()
         if not args.dry and not crashed and state.inventory.get_active_hosts():
             try:
@@ -233,6 +241,8 @@ def _host_result(
     state: Any, host: Any, plan: Any, failed: dict[str, str], crashed: str | None, traffic: Traffic, dry: bool
 ) -> dict[str, Any]:
     """One host's entry of the report: its operations (from pyinfra's state), its plan, its traffic."""
+    from pyinfra.context import ctx_host, ctx_state  # imported after gevent's patching (see run)
+
     ops: list[dict[str, Any]] = []
     for op_hash in state.get_op_order():
         op_data = state.ops.get(host, {}).get(op_hash)
@@ -242,8 +252,12 @@ def _host_result(
         name = ", ".join(sorted(state.get_op_meta(op_hash).names))
         if meta.is_complete():
             ops.append({"name": name, "changed": meta.did_change(), "success": meta.did_succeed()})
-        else:
-            ops.append({"name": name, "changed": bool(meta.will_change), "success": None})
+        elif dry:
+            # `will_change` runs the operation's command generator, which reads the host's context
+            with ctx_state.use(state), ctx_host.use(host):
+                ops.append({"name": name, "changed": bool(meta.will_change), "success": None})
+        else:  # never ran: an earlier operation of this host failed
+            ops.append({"name": name, "changed": False, "success": None})
     success = host not in state.failed_hosts and host.name not in failed and not crashed
     done = plan is not None and (success or dry)
     commands, uploads = traffic.commands.get(host.name, 0), traffic.uploads.get(host.name, 0)
@@ -255,6 +269,7 @@ def _host_result(
         "changed": sum(1 for o in ops if o["changed"]),
         "round_trips": commands + uploads,
         "shell_commands": commands,
+        "commands_executed": traffic.executed.get(host.name, 0),
         "uploads": uploads,
         "services_reloaded": _services_acted_on(plan) if done else [],
         "files_changed": plan.files_changed if done else [],

@@ -161,7 +161,6 @@ class Manifest:
     # unix sockets that must exist once the stack runs (e.g. the SASL auth socket inside Postfix's chroot);
     # the deploy's final verification checks them
     sockets: tuple[str, ...] = ()
-    # --- added with the model/render issue (all have defaults) ---
     # settings Dovecot must have in effect, checked with `doveconf -h KEY` (prints defaults too)
     doveconf: dict[str, str] = field(default_factory=dict)
     sasl_backend: Literal["saslauthd", "dovecot"] | None = None

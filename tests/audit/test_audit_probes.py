@@ -6,11 +6,11 @@ import ssl
 from pathlib import Path
 
 import pytest
+from testcert import make_ca, make_server_cert
 from toyservers import Behaviour, free_port, serve
 
 from pyinfra_mailserver.audit import tlsprobe
 from pyinfra_mailserver.audit.probes import TLS_CHECKS, ProbeAccount, ProbeTarget, run_probes
-from pyinfra_mailserver.audit.testcert import make_ca, make_server_cert
 from pyinfra_mailserver.manifest import Port
 from pyinfra_mailserver.report import CheckResult, Status
 

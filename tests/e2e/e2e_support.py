@@ -15,7 +15,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,7 +186,16 @@ def manifest_of(group_file: Path, fqdn: str, secrets_dir: Path, release: str) ->
     return build_manifest(server, distro.get(distro.Family.DEBIAN, release))
 
 
-def deploy_fresh(lab: Any, variant: str, tmp: Path, release: str) -> Deployment:
+def deploy_fresh(
+    lab: Any,
+    variant: str,
+    tmp: Path,
+    release: str,
+    until: str = "activate",
+    before: Callable[[Deployment], None] | None = None,
+) -> Deployment:
+    """A fresh lab host with the e2e data of `variant`, deployed (up to the phase `until`); `before`
+    sees the host before its first deploy."""
     [host] = lab.up(1, variant=variant, release=release)
     st = load(lab.state_dir)
     data = dict(next(d for name, d in inventory_hosts(lab.state_dir)["lab"] if name == host.fqdn))
@@ -220,8 +229,10 @@ def deploy_fresh(lab: Any, variant: str, tmp: Path, release: str) -> Deployment:
         0.0,
         manifest_of(group_file, host.fqdn, Path(st.secrets_dir), release),
     )
+    if before is not None:
+        before(dep)
     started = time.monotonic()
-    dep.first = dep.deploy()
+    dep.first = dep.deploy(*(("--until", until) if until != "activate" else ()))
     dep.first_seconds = time.monotonic() - started
     return dep
 

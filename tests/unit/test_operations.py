@@ -164,9 +164,12 @@ def test_file_content_reloads_its_service(virtual: Manifest) -> None:
     )
     assert ["-m", STAGE.pending("postfix")] == a[a.index("-m") : a.index("-m") + 2]
     assert ["-b", main, "-i", main] == a[a.index("-b") : a.index("-b") + 4]
-    assert a[
-        a.index("-c") : a.index("-c") + 4
-    ] == ["-c", "/etc/postfix", "-x", 'silent:postconf -c "$tree" -n']
+    assert a[a.index("-c") : a.index("-c") + 4] == [
+        "-c",
+        "/etc/postfix",
+        "-x",
+        'silent:postconf -c "$tree" -n',
+    ]
     postfix = next(s for s in virtual.services if s.name == "postfix")
     assert ops.action_for(postfix, changes) == "reload"
     act = args(ops.activate_command(virtual, STAGE, postfix, "reload", False))

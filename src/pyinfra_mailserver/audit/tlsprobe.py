@@ -82,14 +82,17 @@ def local_support(version: str) -> str | None:
     import tempfile
     from pathlib import Path
 
-    from pyinfra_mailserver.audit.testcert import make_self_signed
+    from pyinfra_mailserver import pki
 
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            cert, key = make_self_signed(Path(tmp), "localhost")
+            tls = pki.ensure_server_cert(Path(tmp), "localhost", ("localhost",))
+            cert, key = Path(tmp) / "chain.pem", Path(tmp) / "key.pem"
+            cert.write_text(tls.cert_pem)
+            key.write_text(tls.key_pem)
             server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             server.load_cert_chain(cert, key)
-            client = client_context(str(cert), version)
+            client = client_context(str(tls.ca_path), version)
             _pin(server, version)
             c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
             cobj = client.wrap_bio(c_in, c_out, server_hostname="localhost")

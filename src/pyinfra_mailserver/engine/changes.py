@@ -249,21 +249,15 @@ def _maps(m: Manifest, snap: Snapshot, so_far: Iterable[Change]) -> list[Change]
     out = []
     for mp in m.maps:
         src, table = snap.paths.get(mp.source), snap.paths.get(mp.output)
-        if mp.source in changed:
-            out.append(
-                Change("map", mp.source, "postfix", f"{mp.output} is rebuilt from the new {mp.source}")
-            )
-        elif table is None:
-            out.append(Change("map", mp.source, "postfix", f"{mp.output} is missing"))
+        if table is None:
+            detail = f"{mp.output} is missing"
         elif src is not None and table.mtime < src.mtime:
-            out.append(
-                Change(
-                    "map",
-                    mp.source,
-                    "postfix",
-                    f"{mp.output} is older than {mp.source}: Postfix uses stale data",
-                )
-            )
+            detail = f"{mp.output} is older than {mp.source}: Postfix uses stale data"
+        elif mp.source in changed:
+            detail = f"{mp.output} is rebuilt from the new {mp.source}"
+        else:
+            continue
+        out.append(Change("map", mp.source, "postfix", detail))
     return out
 
 

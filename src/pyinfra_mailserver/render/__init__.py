@@ -39,8 +39,8 @@ def build_manifest(server: MailServer, distro: Distro) -> Manifest:
 
     plan = Plan(server, distro)
     files = [*postfix.files(plan), *sasl.files(plan), *dovecot.files(plan), *system.files(plan)]
-    main_cf = next(f for f in files if f.path == plan.pf("main.cf"))
-    master_cf = next(f for f in files if f.path == plan.pf("master.cf"))
+    main_cf = next(f for f in files if f.path == plan.postfix_file("main.cf"))
+    master_cf = next(f for f in files if f.path == plan.postfix_file("master.cf"))
     replaced = distro.replaced_units.get("postfix", ())
     services = [Service("postfix", distro.services["postfix"], replaces=replaced)]
     if plan.uses_dovecot:

@@ -46,7 +46,7 @@ class Plan:
     def db(self) -> str:
         return self.distro.default_database_type
 
-    def pf(self, name: str) -> str:
+    def postfix_file(self, name: str) -> str:
         return str(PurePosixPath(self.distro.postfix_dir) / name)
 
     @property
@@ -82,7 +82,7 @@ class Plan:
 
     @cached_property
     def saslauthd_socket_dir(self) -> str:
-        """saslauthd's socket directory: inside the chroot when smtpd is chrooted (reference 001)."""
+        """saslauthd's socket directory: inside the chroot when smtpd is chrooted (so smtpd can reach it)."""
         assert self.server.sasl is not None
         given = self.server.sasl.saslauthd_options().socket_dir
         if given:
@@ -122,7 +122,7 @@ class Plan:
         v = self.server.virtual
         return v is not None and any(mb.quota for mb in v.mailboxes)
 
-    def dc(self, name: str) -> str:
+    def dovecot_file(self, name: str) -> str:
         return str(PurePosixPath(self.distro.dovecot_dir) / name)
 
     # ---- TLS

@@ -43,12 +43,13 @@ def header(comment: str, template: str) -> str:
 
 
 def render(template: str, plan: Plan, **extra: Any) -> str:
-    """Render one template with the model (`s`), the distro row (`d`) and the derived plan (`p`)."""
+    """Render one template with the model (`server`), the distro row (`distro`) and what is derived
+    from both (`plan`: paths, sockets, the TLS plan...)."""
     tpl = environment().get_template(template)
     text = tpl.render(
-        s=plan.server,
-        d=plan.distro,
-        p=plan,
+        server=plan.server,
+        distro=plan.distro,
+        plan=plan,
         header=lambda c: header(c, template),
         **extra,
     )

@@ -16,7 +16,7 @@ CHECKS = ('status:doveconf -c "$tree/dovecot.conf" -n',)
 def configure(plan: DeployPlan) -> None:
     """Configure phase: dovecot.conf, its conf.d files and the passwd-file, checked and installed."""
     install_files(
-        name="Check and activate the Dovecot config",
+        name="Check and activate the Dovecot files",
         manifest=plan.manifest,
         stage=plan.stage,
         service="dovecot",

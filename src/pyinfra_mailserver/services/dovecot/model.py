@@ -1,4 +1,4 @@
-"""Virtual hosting (reference 002): domains whose mailboxes are not system accounts, owned by vmail."""
+"""Virtual hosting: domains whose mailboxes are not system accounts, all owned by one vmail user."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ class Mailbox(SecretBacked):
 
 
 class Vmail(Strict):
-    """The single system account that owns every virtual mailbox (reference: vmail 5000:5000)."""
+    """The single system account that owns every virtual mailbox (vmail 5000:5000 by default)."""
 
     user: str = "vmail"
     group: str = "vmail"
@@ -106,7 +106,7 @@ class Vmail(Strict):
 class Virtual(Strict):
     """Virtual mailbox domains, their mailboxes and aliases; delivered by Dovecot LMTP.
 
-    Why LMTP rather than Postfix's `virtual` transport (the reference's choice): Dovecot then is the only
+    Why LMTP rather than Postfix's own `virtual` transport: Dovecot then is the only
     writer of the mailboxes, so its indexes stay consistent and the optional per-mailbox `quota` is
     enforced at delivery (Postfix's virtual agent knows nothing of Dovecot quotas, so a quota would only
     be cosmetic). Postfix still checks recipients against virtual_mailbox_maps (vmailbox), so unknown

@@ -50,7 +50,7 @@ def files(plan: Plan) -> list[ManagedFile]:
     out: list[ManagedFile] = []
 
     def add(rel: str, template: str, **extra: object) -> None:
-        out.append(templated(plan, plan.dc(rel), template, "dovecot", context=extra))
+        out.append(templated(plan, plan.dovecot_file(rel), template, "dovecot", context=extra))
 
     includes = _includes(plan)
     add(

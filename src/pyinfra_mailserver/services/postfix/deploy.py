@@ -21,7 +21,7 @@ def configure(plan: DeployPlan) -> None:
     """Configure phase: main.cf, master.cf and the map sources checked and installed, stale tables built."""
     m = plan.manifest
     install_files(
-        name="Check and activate the Postfix config",
+        name="Check and activate the Postfix files",
         manifest=m,
         stage=plan.stage,
         service="postfix",
@@ -32,7 +32,9 @@ def configure(plan: DeployPlan) -> None:
     )
     stale = {c.subject for c in plan.of("postfix", "map")}
     build_maps(
-        name="Build Postfix maps", stage=plan.stage, maps=tuple(mp for mp in m.maps if mp.source in stale)
+        name="Build maps: " + ", ".join(f"{mp.command} {mp.spec}" for mp in m.maps),
+        stage=plan.stage,
+        maps=tuple(mp for mp in m.maps if mp.source in stale),
     )
 
 

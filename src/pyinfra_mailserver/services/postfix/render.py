@@ -18,20 +18,22 @@ def _file(
 def files(plan: Plan) -> list[ManagedFile]:
     s = plan.server
     out = [
-        _file(plan, plan.pf("main.cf"), "postfix/main.cf.j2"),
-        _file(plan, plan.pf("master.cf"), "postfix/master.cf.j2"),
+        _file(plan, plan.postfix_file("main.cf"), "postfix/main.cf.j2"),
+        _file(plan, plan.postfix_file("master.cf"), "postfix/master.cf.j2"),
         _file(plan, plan.distro.aliases_file, "postfix/aliases.j2"),
     ]
     if s.relay.transport:
-        out.append(_file(plan, plan.pf("transport"), "postfix/transport.j2"))
+        out.append(_file(plan, plan.postfix_file("transport"), "postfix/transport.j2"))
     if s.relay.credentials:
-        out.append(_file(plan, plan.pf("sasl_passwd"), "postfix/sasl_passwd.j2", mode="600", secret=True))
+        out.append(
+            _file(plan, plan.postfix_file("sasl_passwd"), "postfix/sasl_passwd.j2", mode="600", secret=True)
+        )
     if s.virtual:
-        out.append(_file(plan, plan.pf("vmailbox"), "postfix/vmailbox.j2"))
+        out.append(_file(plan, plan.postfix_file("vmailbox"), "postfix/vmailbox.j2"))
         if s.virtual.aliases:
-            out.append(_file(plan, plan.pf("virtual"), "postfix/virtual.j2"))
+            out.append(_file(plan, plan.postfix_file("virtual"), "postfix/virtual.j2"))
     if s.header_checks:
-        out.append(_file(plan, plan.pf("header_checks"), "postfix/header_checks.j2"))
+        out.append(_file(plan, plan.postfix_file("header_checks"), "postfix/header_checks.j2"))
     return out
 
 
@@ -44,19 +46,23 @@ def maps(plan: Plan) -> tuple[PostfixMap, ...]:
         )
     ]
     if s.relay.transport:
-        out.append(PostfixMap(plan.pf("transport"), plan.db, "postmap", sorted(s.relay.transport)[0]))
+        out.append(
+            PostfixMap(plan.postfix_file("transport"), plan.db, "postmap", sorted(s.relay.transport)[0])
+        )
     if s.relay.credentials and s.relay.relayhost:
-        out.append(PostfixMap(plan.pf("sasl_passwd"), plan.db, "postmap", s.relay.relayhost))
+        out.append(PostfixMap(plan.postfix_file("sasl_passwd"), plan.db, "postmap", s.relay.relayhost))
     if s.virtual:
         boxes = sorted(mb.address for mb in s.virtual.mailboxes)
-        out.append(PostfixMap(plan.pf("vmailbox"), plan.db, "postmap", boxes[0] if boxes else None))
+        out.append(PostfixMap(plan.postfix_file("vmailbox"), plan.db, "postmap", boxes[0] if boxes else None))
         if s.virtual.aliases:
-            out.append(PostfixMap(plan.pf("virtual"), plan.db, "postmap", sorted(s.virtual.aliases)[0]))
+            out.append(
+                PostfixMap(plan.postfix_file("virtual"), plan.db, "postmap", sorted(s.virtual.aliases)[0])
+            )
     return tuple(out)
 
 
 def regexp_maps(plan: Plan) -> tuple[str, ...]:
-    return (f"regexp:{plan.pf('header_checks')}",) if plan.server.header_checks else ()
+    return (f"regexp:{plan.postfix_file('header_checks')}",) if plan.server.header_checks else ()
 
 
 def parse_main_cf(text: str) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""SMTP AUTH for clients: Cyrus SASL with saslauthd (reference 001) or Dovecot SASL (reference 002)."""
+"""SMTP AUTH for clients: Cyrus SASL with saslauthd (system users, PAM) or Dovecot SASL (mailboxes)."""
 
 from __future__ import annotations
 

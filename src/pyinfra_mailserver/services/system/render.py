@@ -65,7 +65,7 @@ def users(plan: Plan) -> tuple[User, ...]:
     d, s = plan.distro, plan.server
     out: list[User] = []
     if plan.uses_saslauthd:
-        # reference 001: `adduser postfix sasl`, so chrooted smtpd may open saslauthd's socket (dir 0710)
+        # `adduser postfix sasl`: so chrooted smtpd may open saslauthd's socket (dir 0710)
         out.append(User(name=d.postfix_user, groups=(d.sasl_group,), shell=d.nologin_shell, system=True))
     if s.virtual is not None:
         vm = s.virtual.vmail
@@ -96,8 +96,8 @@ def directories(plan: Plan) -> tuple[Directory, ...]:
         vm = s.virtual.vmail
         out.append(Directory(vm.base_dir, owner=vm.user, group=vm.group, mode="750"))
     if s.local.mailbox_command == "maildrop" and s.local.mailbox == "maildir":
-        # maildrop, unlike Postfix's local and procmail, does not create a missing Maildir (reference 001:
-        # `maildirmake`), so the deploy makes it for each system user
+        # maildrop, unlike Postfix's local and procmail, does not create a missing Maildir
+        # (`maildirmake`), so the deploy makes it for each system user
         for u in s.local.users:
             base = f"/home/{u.name}/Maildir"
             out += [

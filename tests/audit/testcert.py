@@ -1,4 +1,4 @@
-"""Throwaway certificates for self-tests of the TLS probes (the local OpenSSL check and unit tests)."""
+"""Throwaway certificates for the tests of the TLS probes (a chain a probe must verify, or not)."""
 
 from __future__ import annotations
 
@@ -77,7 +77,3 @@ def make_server_cert(
     key_path.write_bytes(_key_pem(key))
     key_path.chmod(0o600)
     return cert_path, key_path
-
-
-def make_self_signed(directory: Path, name: str) -> tuple[Path, Path]:
-    return make_server_cert(directory, None, [name], stem="selfsigned")
