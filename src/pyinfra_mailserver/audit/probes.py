@@ -15,7 +15,7 @@ import socket
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from cryptography import x509
 
@@ -72,14 +72,13 @@ class _Smtp:
     """An smtplib session that never looks up the controller's own name (no DNS) and can upgrade to TLS."""
 
     def __init__(self, t: ProbeTarget, port: Port, ctx: ssl.SSLContext) -> None:
-        self.t, self.port, self.ctx = t, port, ctx
+        self.t, self.port, self.ctx = t, port, named(ctx, t.server_name)
         # local_hostname set explicitly: smtplib would otherwise call socket.getfqdn() (a DNS query)
         self.s: smtplib.SMTP
         if port.tls == "implicit":
-            self.s = smtplib.SMTP_SSL(local_hostname="audit-probe", timeout=t.timeout, context=ctx)
+            self.s = smtplib.SMTP_SSL(local_hostname="audit-probe", timeout=t.timeout, context=self.ctx)
         else:
             self.s = smtplib.SMTP(local_hostname="audit-probe", timeout=t.timeout)
-        self.s._host = t.server_name  # type: ignore[attr-defined,union-attr]  # SNI: implicit TLS, STARTTLS
         code, msg = self.s.connect(t.address, port.port)
         self.banner = (code, msg)
         assert self.s.sock is not None
@@ -333,10 +332,11 @@ def probe_imap(
     tls: tlsprobe.Handshake | None = None
     try:
         if port.tls == "implicit":
-            m: imaplib.IMAP4 = _Imap4Ssl(t.address, t.server_name, n, ssl_context=ctx, timeout=t.timeout)
+            m: imaplib.IMAP4 = imaplib.IMAP4_SSL(
+                t.address, n, ssl_context=named(ctx, t.server_name), timeout=t.timeout
+            )
         else:
             m = imaplib.IMAP4(t.address, n, timeout=t.timeout)
-            m.host = t.server_name  # STARTTLS sends `host` as SNI; the socket is already connected
     except ssl.SSLCertVerificationError as e:
         checks.skip(
             f"imap.trusted_session[{n}]",
@@ -377,7 +377,9 @@ def probe_imap(
                 fix="ssl = required with ssl_cert/ssl_key in Dovecot",
             )
             if has:
-                refused_version = _starttls(lambda c: m.starttls(ssl_context=c), ctx, pinned)
+                refused_version = _starttls(
+                    lambda c: m.starttls(ssl_context=named(c, t.server_name)), ctx, pinned
+                )
                 if refused_version is not None:  # the TLS checks say so
                     return refused_version
                 tls = _session_tls(m.sock, pinned[0] if pinned else None)
@@ -429,10 +431,11 @@ def probe_pop3(
     tls: tlsprobe.Handshake | None = None
     try:
         if port.tls == "implicit":
-            p: poplib.POP3 = _Pop3Ssl(t.address, t.server_name, n, context=ctx, timeout=t.timeout)
+            p: poplib.POP3 = poplib.POP3_SSL(
+                t.address, n, context=named(ctx, t.server_name), timeout=t.timeout
+            )
         else:
             p = poplib.POP3(t.address, n, timeout=t.timeout)
-            p.host = t.server_name  # STLS sends `host` as SNI
     except ssl.SSLCertVerificationError as e:
         checks.skip(
             f"pop3.trusted_session[{n}]",
@@ -486,13 +489,12 @@ def probe_pop3(
                 nonlocal p
                 if refused:
                     with contextlib.suppress(poplib.error_proto):
-                        p.stls(context=c)
+                        p.stls(context=named(c, t.server_name))
                         return
                 with contextlib.suppress(Exception):
                     p.quit()
                 p = poplib.POP3(t.address, n, timeout=t.timeout)
-                p.host = t.server_name
-                p.stls(context=c)
+                p.stls(context=named(c, t.server_name))
 
             refused_version = _starttls(stls, ctx, pinned)
             if refused_version is not None:  # the TLS checks say so
@@ -531,31 +533,27 @@ def probe_pop3(
     return tls
 
 
-class _Imap4Ssl(imaplib.IMAP4_SSL):
-    """IMAP4_SSL that connects to `address` but sends the mail host's name as SNI (imaplib uses one `host`
-    for both). Subclassing imaplib, not ssl.SSLContext, keeps gevent's later ssl patching whole."""
+class _Named:
+    """A client TLS context that sends `server_name` as SNI and verifies the certificate against it.
 
-    def __init__(self, address: str, server_name: str, port: int, **kwargs: Any) -> None:
-        self._address = address
-        super().__init__(server_name, port, **kwargs)
+    The probes connect to the host's address (no DNS), and smtplib, imaplib and poplib pass the address
+    they connected to as `server_hostname`; they use their context only through `wrap_socket`, so this
+    stand-in is all a client needs to name the mail host instead. It wraps, not subclasses,
+    ssl.SSLContext, which keeps gevent's later ssl patching whole.
+    """
 
-    def _create_socket(self, timeout: float | None) -> socket.socket:  # type: ignore[override]
-        sock = socket.create_connection((self._address, self.port), timeout)
-        return self.ssl_context.wrap_socket(sock, server_hostname=self.host)
+    def __init__(self, ctx: ssl.SSLContext, server_name: str) -> None:
+        self.ctx, self.server_name = ctx, server_name
+
+    def wrap_socket(
+        self, sock: socket.socket, server_hostname: str | None = None, **kw: Any
+    ) -> ssl.SSLSocket:
+        return self.ctx.wrap_socket(sock, server_hostname=self.server_name, **kw)
 
 
-class _Pop3Ssl(poplib.POP3_SSL):
-    """POP3_SSL that connects to `address` and sends the mail host's name as SNI (see _Imap4Ssl)."""
-
-    def __init__(
-        self, address: str, server_name: str, port: int, context: ssl.SSLContext, **kwargs: Any
-    ) -> None:
-        self._address, self._ctx = address, context
-        super().__init__(server_name, port, context=context, **kwargs)
-
-    def _create_socket(self, timeout: float) -> socket.socket:
-        sock = socket.create_connection((self._address, self.port), timeout)
-        return self._ctx.wrap_socket(sock, server_hostname=self.host)
+def named(ctx: ssl.SSLContext, server_name: str) -> ssl.SSLContext:
+    """`ctx` for a stdlib client that connects to an address but must name `server_name` (see _Named)."""
+    return cast(ssl.SSLContext, _Named(ctx, server_name))
 
 
 class Contexts:
@@ -896,7 +894,7 @@ def run_probes(t: ProbeTarget, ports: Sequence[Port], section: str = "audit") ->
         checks = CheckSet(t.host, section)
         proto = port.protocol
         if proto in SMTP_PROTOCOLS:
-            session = probe_smtp(t, port, checks, ctx)  # smtplib sends `_host` (the server name) as SNI
+            session = probe_smtp(t, port, checks, ctx)
         elif proto in IMAP_PROTOCOLS:
             session = probe_imap(t, port, checks, ctx, pinned, login)
         elif proto in POP3_PROTOCOLS:
