@@ -35,8 +35,9 @@ from pyinfra_mailserver import distro
 from pyinfra_mailserver.lab.manager import Lab
 from pyinfra_mailserver.lab.ssh import ssh_argv
 from pyinfra_mailserver.lab.state import HostState, load
-from pyinfra_mailserver.manifest import Manifest, build_manifest
+from pyinfra_mailserver.manifest import Manifest
 from pyinfra_mailserver.model import validate_server
+from pyinfra_mailserver.render import build_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = REPO / ".venv" / "bin"

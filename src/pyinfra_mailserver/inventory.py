@@ -24,8 +24,9 @@ from typing import Any
 
 from pyinfra_mailserver import distro as distros
 from pyinfra_mailserver import secretstore
-from pyinfra_mailserver.manifest import Manifest, build_manifest
+from pyinfra_mailserver.manifest import Manifest
 from pyinfra_mailserver.model import MailServer, ModelError, validate_server
+from pyinfra_mailserver.render import build_manifest
 
 DATA_KEY = "mailserver"
 

@@ -1,19 +1,17 @@
 """The Manifest: what one host must look like, derived once from the model, read by every consumer.
 
-Render writes `files` to a tree; the deploy turns each entry into pyinfra operations (handlers keyed by
-`reload`); drift reads the host and compares it with the same entries; audit takes its probes from
-`ports` and `tls`. Nothing downstream re-derives paths, modes, maps or services from the model.
+Render writes `files` to a tree; the deploy diffs every entry against one snapshot of the host (each
+change says which service it reloads); drift compares the host with the same entries; audit takes its
+probes from `ports` and `tls`. Nothing downstream re-derives paths, modes, maps or services from the
+model.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pyinfra_mailserver.distro import Distro
-
-if TYPE_CHECKING:
-    from pyinfra_mailserver.model import MailServer
 
 ServiceName = Literal["postfix", "dovecot", "saslauthd"]
 MapCommand = Literal["postmap", "postalias"]
@@ -196,10 +194,3 @@ class Manifest:
             if secret:
                 text = text.replace(secret, placeholder)
         return text
-
-
-def build_manifest(model: MailServer, distro: Distro) -> Manifest:
-    """The manifest of one host (implemented in pyinfra_mailserver.render; re-exported here)."""
-    from pyinfra_mailserver.render import build_manifest as _build
-
-    return _build(model, distro)

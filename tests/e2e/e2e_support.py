@@ -24,8 +24,9 @@ import pytest
 
 from pyinfra_mailserver import distro
 from pyinfra_mailserver.lab.state import inventory_hosts, load
-from pyinfra_mailserver.manifest import Manifest, build_manifest
+from pyinfra_mailserver.manifest import Manifest
 from pyinfra_mailserver.model import validate_server
+from pyinfra_mailserver.render import build_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 MAILSERVER = str(Path(sys.executable).parent / "mailserver")

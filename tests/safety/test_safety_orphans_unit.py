@@ -10,9 +10,9 @@ from pyinfra_mailserver.engine.changes import snapshot_spec
 from pyinfra_mailserver.engine.script import MARK
 from pyinfra_mailserver.engine.stage import Stage
 from pyinfra_mailserver.facts import MailHostSnapshot
-from pyinfra_mailserver.manifest import build_manifest
 from pyinfra_mailserver.model import validate_server
 from pyinfra_mailserver.orphans import mailbox_dirs, orphaned
+from pyinfra_mailserver.render import build_manifest
 
 ARGON = secretstore.hash_password("safety horse", "argon2id")
 

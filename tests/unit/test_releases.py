@@ -11,8 +11,8 @@ from mailserver_testdata import CRYPT, EXAMPLE
 
 from pyinfra_mailserver import distro
 from pyinfra_mailserver.inventory import load_hosts
-from pyinfra_mailserver.manifest import build_manifest
 from pyinfra_mailserver.model import validate_server
+from pyinfra_mailserver.render import build_manifest
 from pyinfra_mailserver.render.plan import Plan
 from pyinfra_mailserver.services.dovecot.render import DOVECOT_CONFIG_VERSION, config_version, parse_settings
 

@@ -12,9 +12,8 @@ from mailserver_testdata import ARGON, CRYPT, EXAMPLE
 
 from pyinfra_mailserver import distro
 from pyinfra_mailserver.inventory import load_hosts
-from pyinfra_mailserver.manifest import build_manifest
 from pyinfra_mailserver.model import validate_server
-from pyinfra_mailserver.render import parse_main_cf, write_tree
+from pyinfra_mailserver.render import build_manifest, parse_main_cf, write_tree
 from pyinfra_mailserver.render.plan import HEADER
 
 LOCAL = st.from_regex(r"[a-z][a-z0-9]{0,6}(\.[a-z0-9]{1,4})?", fullmatch=True)

@@ -120,8 +120,8 @@ def connect(
     from pyinfra.api.exceptions import PyinfraError
 
     from pyinfra_mailserver import inventory
-    from pyinfra_mailserver.manifest import build_manifest
     from pyinfra_mailserver.model import ModelError
+    from pyinfra_mailserver.render import build_manifest
 
     path = str(Path(inventory_path).resolve())
     if not Path(path).is_file():

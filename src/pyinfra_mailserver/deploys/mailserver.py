@@ -18,9 +18,10 @@ from pyinfra_mailserver.engine.plan import DeployPlan
 from pyinfra_mailserver.engine.stage import Stage
 from pyinfra_mailserver.engine.verify import verify_host
 from pyinfra_mailserver.facts import MailHostSnapshot, MailPlatform, distro_row
-from pyinfra_mailserver.manifest import Manifest, build_manifest
+from pyinfra_mailserver.manifest import Manifest
 from pyinfra_mailserver.model import ModelError
 from pyinfra_mailserver.orphans import mailbox_dirs, orphaned, report_orphaned_mailboxes
+from pyinfra_mailserver.render import build_manifest
 from pyinfra_mailserver.secretstore import SecretError
 from pyinfra_mailserver.services import PHASES, activations, deploys
 from pyinfra_mailserver.services.tls.render import generated_files
