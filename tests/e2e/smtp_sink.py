@@ -26,6 +26,8 @@ class SmtpSink:
     cert: Path | None = None
     key: Path | None = None
     messages: list[Received] = field(default_factory=list)
+    # what each connection did, for the failure message of a test that waited in vain
+    sessions: list[str] = field(default_factory=list)
     _server: socketserver.ThreadingTCPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -44,6 +46,17 @@ class SmtpSink:
                 self.wfile.flush()
 
             def handle(self) -> None:
+                peer = f"{self.client_address[0]}:{self.client_address[1]}"
+                with sink._lock:
+                    sink.sessions.append(f"{time.strftime('%H:%M:%S')} {peer} connected")
+                try:
+                    self.converse()
+                except Exception as e:
+                    with sink._lock:
+                        sink.sessions.append(f"{time.strftime('%H:%M:%S')} {peer} {type(e).__name__}: {e}")
+                    raise
+
+            def converse(self) -> None:
                 self.send("220 sink.test ESMTP test sink")
                 mail_from, rcpts = "", []
                 while True:
@@ -110,4 +123,6 @@ class SmtpSink:
                     if token in m.data:
                         return m
             time.sleep(0.2)
-        raise AssertionError(f"no message with {token!r} reached the sink within {timeout} s")
+        with self._lock:
+            seen = "; ".join(self.sessions[-10:]) or "no connection"
+        raise AssertionError(f"no message with {token!r} reached the sink within {timeout} s (sink: {seen})")
