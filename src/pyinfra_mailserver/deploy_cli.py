@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,110 @@ def _services_acted_on(plan: Any) -> list[str]:
     return out
 
 
+@dataclass
+class _Logs:
+    """pyinfra's log as the report needs it: error lines kept, round trips counted."""
+
+    errors: _ErrorLog
+    traffic: Traffic
+    hosts_of: dict[Any, str]
+
+
+def _attach_logs(json_output: bool, verbose: int) -> _Logs:
+    """pyinfra's debug lines name each command it runs: counted (Traffic), only shown with -vv."""
+    shown = logging.StreamHandler(sys.stderr)
+    shown.setFormatter(logging.Formatter("%(message)s"))
+    shown.setLevel(logging.WARNING if json_output and not verbose else logging.INFO)
+    if verbose > 1:
+        shown.setLevel(logging.DEBUG)
+    logging.getLogger().addHandler(shown)
+    logging.getLogger("paramiko").setLevel(logging.WARNING)
+    hosts_of: dict[Any, str] = {}
+    logs = _Logs(_ErrorLog(), Traffic(hosts_of), hosts_of)
+    pyinfra_log = logging.getLogger("pyinfra")
+    pyinfra_log.setLevel(logging.DEBUG)
+    pyinfra_log.addHandler(logs.errors)
+    pyinfra_log.addHandler(logs.traffic)
+    return logs
+
+
+@dataclass
+class _Run:
+    """What happened to the hosts of one run: each host's plan, why a host failed before its operations
+    ran, a run-wide failure, and when each stage ended."""
+
+    plans: dict[str, Any] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    crashed: str | None = None
+    times: dict[str, float] = field(default_factory=dict)
+
+    def seconds(self) -> dict[str, float]:
+        t = self.times
+        return {
+            "connect": round(t["connected"] - t["started"], 3),
+            "prepare": round(t["prepared"] - t["connected"], 3),
+            "execute": round(t["finished"] - t["prepared"], 3),
+            "total": round(t["finished"] - t["started"], 3),
+        }
+
+
+def _execute(state: Any, valid: list[Any], logs: _Logs, r: _Run, until: str, dry: bool) -> None:
+    """Connect, plan each host (the deploy reads its snapshot and diffs it), then run the operations.
+
+    A host whose planning fails (lock held, unsupported distro) is failed alone; the others go on."""
+    from pyinfra.api.connect import connect_all
+    from pyinfra.api.exceptions import PyinfraError
+    from pyinfra.api.operations import run_ops
+    from pyinfra.context import ctx_host, ctx_state
+
+    from pyinfra_mailserver.deploys import deploy_mailserver
+
+    r.times["started"] = time.monotonic()
+    with ctx_state.use(state):
+        if valid:
+            try:
+                connect_all(state)
+            except PyinfraError as e:  # "No hosts remaining!": every host failed to connect
+                r.crashed = str(e)
+        for host in valid:
+            if not host.connected:
+                said = [line for line in logs.errors.lines if host.name in line]
+                r.failed[host.name] = "could not connect" + (f": {said[-1]}" if said else "")
+        r.times["connected"] = time.monotonic()
+        for host in [] if r.crashed else list(state.inventory.get_active_hosts()):
+            with ctx_host.use(host):
+                try:
+                    r.plans[host.name] = deploy_mailserver(raise_errors=True, until=until)
+                except PyinfraError:
+                    raise
+                except Exception as e:  # bad data, unsupported distro, lock held: this host only
+                    r.failed[host.name] = f"{type(e).__name__}: {e}"
+                    # raises "No hosts remaining!" after failing the last host: that is no crash
+                    with contextlib.suppress(PyinfraError):
+                        state.fail_hosts({host})
+        r.times["prepared"] = time.monotonic()
+        if not dry and not r.crashed and state.inventory.get_active_hosts():
+            try:
+                run_ops(state)
+            except PyinfraError as e:
+                r.crashed = str(e)
+    r.times["finished"] = time.monotonic()
+
+
+def _print_summary(results: list[dict[str, Any]], dry: bool) -> None:
+    for r in results:
+        if dry:
+            for o in r["operations"]:
+                if o["changed"]:
+                    print(f"{r['host']}: would change: {o['name']}")
+        mark = "ok" if r["success"] else "FAILED"
+        print(
+            f"{r['host']}: {mark}, {r['changed']} of {len(r['operations'])} operations changed, "
+            f"{r['round_trips']} round trips, reloaded: {', '.join(r['services_reloaded']) or '-'}, "
+            f"{r['seconds']['total']} s" + (f" ({r['error']})" if r["error"] else "")
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     # gevent must patch the standard library before pyinfra (and paramiko) import it.
     from gevent import monkey
@@ -116,36 +221,15 @@ def run(args: argparse.Namespace) -> int:
     monkey.patch_all()
 
     from pyinfra.api import Config, State
-    from pyinfra.api.connect import connect_all
-    from pyinfra.api.exceptions import PyinfraError
-    from pyinfra.api.operations import run_ops
-    from pyinfra.context import ctx_host, ctx_state
 
     from pyinfra_mailserver import inventory, preflight
-    from pyinfra_mailserver.audit.remote import _limit
-    from pyinfra_mailserver.deploys import deploy_mailserver
 
     inventory_path = str(Path(args.inventory).resolve())
     os.environ.setdefault("MAILSERVER_INVENTORY", inventory_path)
     cwd = str(Path.cwd())
     if cwd not in sys.path:
         sys.path.append(cwd)
-
-    # pyinfra's debug lines name each command it runs: counted (Traffic), only shown with -vv
-    shown = logging.StreamHandler(sys.stderr)
-    shown.setFormatter(logging.Formatter("%(message)s"))
-    shown.setLevel(logging.WARNING if args.json and not args.verbose else logging.INFO)
-    if args.verbose > 1:
-        shown.setLevel(logging.DEBUG)
-    logging.getLogger().addHandler(shown)
-    logging.getLogger("paramiko").setLevel(logging.WARNING)
-    errors = _ErrorLog()
-    hosts_of: dict[Any, str] = {}
-    traffic = Traffic(hosts_of)
-    pyinfra_log = logging.getLogger("pyinfra")
-    pyinfra_log.setLevel(logging.DEBUG)
-    pyinfra_log.addHandler(errors)
-    pyinfra_log.addHandler(traffic)
+    logs = _attach_logs(args.json, args.verbose)
 
     try:
         override = dict(kv.split("=", 1) for kv in args.data)
@@ -154,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         inv = inventory.load_pyinfra_inventory(inventory_path, cwd, override)
-        selected = _limit(inv, args.limit) or list(inv)
+        selected = inventory.limit_hosts(inv, args.limit) or list(inv)
     except (FileNotFoundError, LookupError) as e:
         print(f"mailserver deploy: {e}", file=sys.stderr)
         return 2
@@ -162,78 +246,29 @@ def run(args: argparse.Namespace) -> int:
     config.DIFF = bool(args.diff)
     # Data first, on the controller: a host whose data is invalid is never contacted, and every such
     # problem is listed at once (pyinfra_mailserver.preflight).
-    failed_to_prepare: dict[str, str] = preflight.invalid_hosts(selected, inventory_path)
-    valid = [h for h in selected if h.name not in failed_to_prepare]
+    r = _Run(failed=preflight.invalid_hosts(selected, inventory_path))
+    valid = [h for h in selected if h.name not in r.failed]
     # Planning evaluates every operation twice (plan, then execute); a real run only needs the second.
     state = State(check_for_changes=bool(args.dry or args.diff))
     state.cwd = cwd
     state.init(inv, config, initial_limit=valid)
-    state.add_callback_handler(_callbacks(hosts_of))
-    traffic.state = state
+    state.add_callback_handler(_callbacks(logs.hosts_of))
+    logs.traffic.state = state
     if args.verbose:
         state.print_fact_info = state.print_noop_info = True
 
-    plans: dict[str, Any] = {}
-    started = time.monotonic()
-    crashed = None
-    with ctx_state.use(state):
-        if valid:
-            try:
-                connect_all(state)
-            except PyinfraError as e:  # "No hosts remaining!": every host failed to connect
-                crashed = str(e)
-        for host in valid:
-            if not host.connected:
-                said = [line for line in errors.lines if host.name in line]
-                failed_to_prepare[host.name] = "could not connect" + (f": {said[-1]}" if said else "")
-        connected = time.monotonic()
-        for host in [] if crashed else list(state.inventory.get_active_hosts()):
-            with ctx_host.use(host):
-                try:
-                    plans[host.name] = deploy_mailserver(raise_errors=True, until=args.until)
-                except PyinfraError:
-                    raise
-                except Exception as e:  # bad data, unsupported distro, lock held: this host only
-                    failed_to_prepare[host.name] = f"{type(e).__name__}: {e}"
-                    # raises "No hosts remaining!" after failing the last host: that is no crash
-                    with contextlib.suppress(PyinfraError):
-                        state.fail_hosts({host})
-        prepared = time.monotonic()
-        if not args.dry and not crashed and state.inventory.get_active_hosts():
-            try:
-                run_ops(state)
-            except PyinfraError as e:
-                crashed = str(e)
-    finished = time.monotonic()
-
+    _execute(state, valid, logs, r, args.until, args.dry)
     results = [
-        _host_result(state, host, plans.get(host.name), failed_to_prepare, crashed, traffic, args.dry)
-        | {
-            "seconds": {
-                "connect": round(connected - started, 3),
-                "prepare": round(prepared - connected, 3),
-                "execute": round(finished - prepared, 3),
-                "total": round(finished - started, 3),
-            }
-        }
+        _host_result(state, host, r.plans.get(host.name), r.failed, r.crashed, logs.traffic, args.dry)
+        | {"seconds": r.seconds()}
         for host in selected
     ]
-    ok = all(r["success"] for r in results) and bool(results)
+    ok = all(x["success"] for x in results) and bool(results)
     if args.json:
-        json.dump({"success": ok, "hosts": results, "errors": errors.lines}, sys.stdout, indent=2)
+        json.dump({"success": ok, "hosts": results, "errors": logs.errors.lines}, sys.stdout, indent=2)
         print()
     else:
-        for r in results:
-            if args.dry:
-                for o in r["operations"]:
-                    if o["changed"]:
-                        print(f"{r['host']}: would change: {o['name']}")
-            mark = "ok" if r["success"] else "FAILED"
-            print(
-                f"{r['host']}: {mark}, {r['changed']} of {len(r['operations'])} operations changed, "
-                f"{r['round_trips']} round trips, reloaded: {', '.join(r['services_reloaded']) or '-'}, "
-                f"{r['seconds']['total']} s" + (f" ({r['error']})" if r["error"] else "")
-            )
+        _print_summary(results, args.dry)
     return 0 if ok else 1
 
 

@@ -17,7 +17,7 @@ Inside a pyinfra deploy, where `host` is the current host: `server_from_host(hos
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,3 +199,22 @@ def secret_refs(
         for ref in secretstore.find_refs(data[DATA_KEY]):
             out.append((host.name, directory, ref))
     return out
+
+
+def limit_hosts(inventory: Any, names: Sequence[str]) -> list[Any] | None:
+    """pyinfra's --limit semantics: host names, group names, or glob patterns; short names allowed."""
+    import fnmatch
+
+    if not names:
+        return None
+    hosts: list[Any] = []
+    for name in names:
+        group = inventory.get_group(name, None)
+        if group:
+            hosts.extend(group)
+            continue
+        match = [h for h in inventory if fnmatch.fnmatch(h.name, name) or h.name.split(".")[0] == name]
+        if not match:
+            raise LookupError(f"no host or group matches --limit {name!r}")
+        hosts.extend(match)
+    return list(dict.fromkeys(hosts))

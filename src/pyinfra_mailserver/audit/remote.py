@@ -57,25 +57,6 @@ class Target:
         return result
 
 
-def _limit(inventory: Any, names: Sequence[str]) -> list[Any] | None:
-    """pyinfra's --limit semantics: host names, group names, or glob patterns; short names allowed."""
-    import fnmatch
-
-    if not names:
-        return None
-    hosts: list[Any] = []
-    for name in names:
-        group = inventory.get_group(name, None)
-        if group:
-            hosts.extend(group)
-            continue
-        match = [h for h in inventory if fnmatch.fnmatch(h.name, name) or h.name.split(".")[0] == name]
-        if not match:
-            raise LookupError(f"no host or group matches --limit {name!r}")
-        hosts.extend(match)
-    return list(dict.fromkeys(hosts))
-
-
 def _family(host: Any, state: Any, server: Any) -> Any:
     """The host's distro row (family, release, program versions), as the deploy reads it."""
     from pyinfra.context import ctx_host, ctx_state
@@ -131,7 +112,7 @@ def connect(
     if cwd not in sys.path:
         sys.path.append(cwd)
     inv = inventory.load_pyinfra_inventory(path, cwd, data_override)
-    limited = _limit(inv, limit)
+    limited = inventory.limit_hosts(inv, limit)
     wanted = list(inv) if limited is None else limited
     problems: list[CheckResult] = []
     servers: dict[Any, Any] = {}

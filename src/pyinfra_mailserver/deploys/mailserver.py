@@ -13,7 +13,7 @@ from pyinfra.api import deploy
 
 from pyinfra_mailserver import inventory, lock
 from pyinfra_mailserver.engine.changes import diff, snapshot_spec
-from pyinfra_mailserver.engine.operations import smoke_check
+from pyinfra_mailserver.engine.operations import any_activation, smoke_check
 from pyinfra_mailserver.engine.plan import DeployPlan
 from pyinfra_mailserver.engine.stage import Stage
 from pyinfra_mailserver.engine.verify import verify_host
@@ -33,12 +33,12 @@ class DeployError(Exception):
 
 def inventory_path() -> str | None:
     """The inventory file of this run: set by `mailserver deploy`, else the `pyinfra` command line's
-    (its first positional argument that is a file)."""
+    (its first argument that is a Python file)."""
     env = os.environ.get("MAILSERVER_INVENTORY")
     if env:
         return env
     if pyinfra.is_cli:
-        files = [a for a in sys.argv[1:] if not a.startswith("-") and Path(a).is_file()]
+        files = [a for a in sys.argv[1:] if a.endswith(".py") and Path(a).is_file()]
         return str(Path(files[0]).resolve()) if files else None
     return None
 
@@ -85,7 +85,9 @@ def deploy_mailserver(
 
     The phases run service by service: packages first (they bring the users files are owned by), then
     each service's files (TLS before the daemons whose checks read them), then the activations
-    (authentication and delivery daemons before Postfix, which talks to their sockets).
+    (authentication and delivery daemons before Postfix, which talks to their sockets). A phase adds
+    its operation only when the plan has work for it, so a run that changes nothing is one operation,
+    the verification, which reuses the plan's snapshot.
     """
     try:
         if manifest is None:
@@ -107,15 +109,16 @@ def deploy_mailserver(
     if until != "activate":
         return plan
     # a reload that breaks TLS or a SASL socket is rolled back (resources/smoke.sh)
-    smoke_check(
-        name="Smoke check (TLS on every port, auth sockets), rollback on failure",
-        manifest=manifest,
-        stage=plan.stage,
-        changes=plan.changes,
-    )
+    if any_activation(manifest, plan.changes):
+        smoke_check(
+            name="Smoke check (TLS on every port, auth sockets), rollback on failure",
+            manifest=manifest,
+            stage=plan.stage,
+            changes=plan.changes,
+        )
     verify_host(name="Verify the mail host", plan=plan)
     # mail of mailboxes removed from the data is never deleted; say where it is
     base, expected = mailbox_dirs(manifest)
-    orphans = tuple(orphaned(plan.snapshot.mailboxes, expected)) if base else ()
-    report_orphaned_mailboxes(name="Report orphaned mailboxes", orphans=orphans)
+    if orphans := tuple(orphaned(plan.snapshot.mailboxes, expected)) if base else ():
+        report_orphaned_mailboxes(name="Report orphaned mailboxes", orphans=orphans)
     return plan

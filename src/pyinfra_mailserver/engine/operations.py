@@ -160,6 +160,24 @@ def smoke_command(manifest: Manifest, stage: Stage) -> str:
     return shell.command("smoke", *args, libs=("rollback",))
 
 
+def activation(
+    manifest: Manifest, service: str, changes: Sequence[Change]
+) -> tuple[Service, str, bool] | None:
+    """What the activate phase must do to `service`: (the service, its action, whether to enable it at
+    boot), or None when it is not on this host or runs its config already."""
+    svc = next((s for s in manifest.services if s.name == service), None)
+    if svc is None:
+        return None
+    action = action_for(svc, changes)
+    enable = any(c.kind == "unit-enable" and c.service == svc.name for c in changes)
+    return None if action == "none" and not enable else (svc, action, enable)
+
+
+def any_activation(manifest: Manifest, changes: Sequence[Change]) -> bool:
+    """Whether this run reloads, restarts or starts any service (then the smoke check runs)."""
+    return any(action_for(s, changes) != "none" for s in manifest.services)
+
+
 def action_for(service: Service, changes: Sequence[Change]) -> str:
     """What the activate phase does to a service after its changes: start, restart, reload or none."""
     mine = [c for c in changes if c.service == service.name and c.kind == "unit-start"]
@@ -388,15 +406,11 @@ def activate_service(
         activate_service(name="Postfix serving its config", manifest=m, stage=s, service="postfix",
                          changes=plan.changes)
     """
-    svc = next((s for s in manifest.services if s.name == service), None)
-    if svc is None:
-        host.noop(f"no {service} on this host")
+    todo = activation(manifest, service, changes)
+    if todo is None:
+        host.noop(f"{service} runs its config (or is not on this host)")
         return
-    action = action_for(svc, changes)
-    enable = any(c.kind == "unit-enable" and c.service == svc.name for c in changes)
-    if action == "none" and not enable:
-        host.noop(f"{svc.unit} runs its config")
-        return
+    svc, action, enable = todo
     yield StringCommand(activate_command(manifest, stage, svc, action, enable))
 
 
@@ -409,7 +423,7 @@ def smoke_check(manifest: Manifest, stage: Stage, changes: tuple[Change, ...]) -
     + stage: the host's stage (backup, markers)
     + changes: every change of this run (nothing reloaded or restarted: nothing to check)
     """
-    if not any(action_for(s, changes) != "none" for s in manifest.services):
+    if not any_activation(manifest, changes):
         host.noop("no service was reloaded")
         return
     yield StringCommand(smoke_command(manifest, stage))

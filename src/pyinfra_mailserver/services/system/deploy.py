@@ -1,30 +1,28 @@
 """The system's deploy phases: install every package of the stack, then accounts, directories and the
-MDA rc files (before any service's files, which are owned by those accounts)."""
+MDA rc files (before any service's files, which are owned by those accounts).
+
+Each phase adds its operation only when the plan has work for it: a run that changes nothing is the
+verification alone.
+"""
 
 from __future__ import annotations
-
-from pyinfra.api import deploy
 
 from pyinfra_mailserver.engine.operations import configure_system, install_packages
 from pyinfra_mailserver.engine.plan import DeployPlan
 
 
-@deploy("System install")
 def install(plan: DeployPlan) -> None:
     """Install phase: every missing package of the manifest, in one transaction (daemons held off)."""
-    install_packages(
-        name="Install mail packages",
-        manifest=plan.manifest,
-        changes=plan.of("system", "package", "policy-rc-d"),
-    )
+    if changes := plan.of("system", "package", "policy-rc-d"):
+        install_packages(name="Install mail packages", manifest=plan.manifest, changes=changes)
 
 
-@deploy("System configure")
 def configure(plan: DeployPlan) -> None:
     """Configure phase: groups, users (with their password hashes), directories, system files."""
-    configure_system(
-        name="Mail users, groups and directories",
-        manifest=plan.manifest,
-        stage=plan.stage,
-        changes=plan.of("system", "group", "user", "password", "directory", "file", "file-attrs"),
-    )
+    if changes := plan.of("system", "group", "user", "password", "directory", "file", "file-attrs"):
+        configure_system(
+            name="Mail users, groups and directories",
+            manifest=plan.manifest,
+            stage=plan.stage,
+            changes=changes,
+        )
