@@ -57,11 +57,12 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5, help="repetitions of the short figures (median)")
     ap.add_argument("--p1-rounds", type=int, default=1, help="cold deploy/floor pairs (2 fresh hosts each)")
     ap.add_argument("--p3-hosts", default="1,10,30", help="host counts of P3")
+    ap.add_argument("--p4-hosts", type=int, default=10, help="many-host side of P4 (its target is for 10)")
     ap.add_argument(
         "--p4-big-rounds",
         type=int,
         default=None,
-        help="10-host audit/drift repetitions (default: --rounds), alternating with 1 host",
+        help="many-host audit/drift repetitions (default: --rounds), alternating with 1 host",
     )
     ap.add_argument("--p5-messages", type=int, default=1000, help="messages per smtp-source run")
     ap.add_argument("--p5-size", type=int, default=4096, help="message size in bytes")
