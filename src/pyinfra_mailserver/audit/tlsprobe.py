@@ -195,12 +195,16 @@ class Handshake:
     verify_error: str | None = None  # chain verification failed (version was negotiated)
     error: str | None = None  # refused / failed before a version was agreed
     offered: str | None = None  # the one version the client offered (a pinned attempt); None: 1.2 and 1.3
+    cipher: str | None = None  # the suite the server chose (OpenSSL's name)
 
 
 def session_handshake(sock: ssl.SSLSocket, offered: str | None = None) -> Handshake:
     """What an established, verified TLS session of a protocol probe already proves (version and
     certificate), so the TLS checks of its port need not connect again for the same answer."""
-    return Handshake(True, sock.version(), sock.getpeercert(binary_form=True), offered=offered)
+    suite = sock.cipher()
+    return Handshake(
+        True, sock.version(), sock.getpeercert(binary_form=True), offered=offered, cipher=suite and suite[0]
+    )
 
 
 def handshake(
@@ -229,7 +233,10 @@ def handshake(
         except REFUSED as e:
             return Handshake(False, error=str(e) or type(e).__name__)
         try:
-            return Handshake(True, tsock.version(), tsock.getpeercert(binary_form=True))
+            suite = tsock.cipher()
+            return Handshake(
+                True, tsock.version(), tsock.getpeercert(binary_form=True), cipher=suite and suite[0]
+            )
         finally:
             tsock.close()
     finally:

@@ -17,7 +17,7 @@ from pyinfra_mailserver.distro import Family
 from pyinfra_mailserver.model.common import Problems, Strict, check_domain, check_param_name, err
 from pyinfra_mailserver.model.services import Services
 from pyinfra_mailserver.services.dovecot.model import Virtual
-from pyinfra_mailserver.services.postfix.model import HeaderCheck, Identity, Relay, check_aliases
+from pyinfra_mailserver.services.postfix.model import HeaderCheck, Identity, Relay, Smtpd, check_aliases
 from pyinfra_mailserver.services.sasl.model import Sasl
 from pyinfra_mailserver.services.system.model import LocalDelivery
 from pyinfra_mailserver.services.tls.model import Tls
@@ -31,6 +31,7 @@ class MailServer(Strict):
 
     distro: Family | None = Field(default=None, description="debian | rhel; default: from host facts.")
     identity: Identity = Field(default_factory=Identity)
+    smtpd: Smtpd = Field(default_factory=Smtpd)
     relay: Relay = Field(default_factory=Relay)
     local: LocalDelivery = Field(default_factory=LocalDelivery)
     aliases: dict[str, list[str]] = Field(

@@ -136,6 +136,19 @@ class Plan:
     def tls_protocols(self) -> str:
         return tls_protocols(self.distro, self.server.tls.min_protocol)
 
+    @property
+    def tls_ciphers(self) -> str:
+        """The OpenSSL cipher list of the login ports (services/tls/render.py: LOGIN_CIPHERS)."""
+        from pyinfra_mailserver.services.tls.render import LOGIN_CIPHERS
+
+        return ":".join(LOGIN_CIPHERS)
+
+    @property
+    def tls_cipher_profile(self) -> str:
+        from pyinfra_mailserver.services.tls.render import CIPHER_PROFILE
+
+        return CIPHER_PROFILE
+
     # ---- local delivery
     @property
     def mailbox_command(self) -> str | None:

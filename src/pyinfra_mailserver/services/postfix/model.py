@@ -65,6 +65,9 @@ MANAGED_PARAMS = frozenset(
         "header_checks",
         "disable_vrfy_command",
         "smtpd_helo_required",
+        "smtpd_forbid_bare_newline",
+        "smtpd_forbid_bare_newline_exclusions",
+        "smtpd_forbid_unauth_pipelining",
         "smtpd_relay_restrictions",
         "smtpd_sasl_type",
         "smtpd_sasl_path",
@@ -80,6 +83,9 @@ MANAGED_PARAMS = frozenset(
         "smtpd_tls_mandatory_protocols",
         "smtpd_tls_loglevel",
         "smtpd_tls_received_header",
+        "smtpd_tls_mandatory_ciphers",
+        "tls_high_cipherlist",
+        "tls_preempt_cipherlist",
         "smtp_tls_security_level",
         "smtp_tls_protocols",
         "smtp_tls_mandatory_protocols",
@@ -87,6 +93,27 @@ MANAGED_PARAMS = frozenset(
     ]
 )
 # the queue directory = chroot of every supported family (Postfix resolves private/... against it)
+
+
+# ---- How the SMTP server reads what clients send.
+
+
+class Smtpd(Strict):
+    """What smtpd accepts from clients. The defaults close SMTP smuggling (CVE-2023-51764): a client
+    that ends DATA with a bare `<LF>.<CR><LF>` cannot slip a second message, with a sender it never
+    authenticated as, past the first one."""
+
+    forbid_bare_newline: Literal["normalize", "reject", "no"] = Field(
+        default="normalize",
+        description="smtpd_forbid_bare_newline: 'normalize' ends DATA only at <CR><LF>.<CR><LF> and reads "
+        "a bare <LF> as a line end; 'reject' refuses a bare <LF> with 550; 'no' (Postfix's old default) "
+        "leaves smuggling open. mynetworks is exempt (smtpd_forbid_bare_newline_exclusions).",
+    )
+    forbid_unauth_pipelining: bool = Field(
+        default=True,
+        description="smtpd_forbid_unauth_pipelining: drop a client that sends commands before the "
+        "answer to the previous one without having been offered PIPELINING (spambots, smuggling).",
+    )
 
 
 # ---- Who the server is and whom it serves: names, destinations, networks and size limits.

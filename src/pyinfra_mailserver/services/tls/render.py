@@ -14,6 +14,25 @@ if TYPE_CHECKING:
 CERT_MODE = "644"
 KEY_MODE = "600"
 
+# The cipher policy of every port where clients log in, Postfix's and Dovecot's alike: the TLS 1.2
+# suites of Mozilla's "intermediate" server-side TLS profile (version 5.7), in its order: ECDHE or DHE
+# key exchange (forward secrecy) with an AEAD cipher; no anonymous, NULL, export, RC4, 3DES, CBC, CCM8,
+# Camellia or ARIA suite. TLS 1.3's suites are OpenSSL's defaults, which are the profile's. A DHE suite
+# only ever runs with an RSA certificate and a group of at least 2048 bits (Postfix's built-in group;
+# Dovecot offers DHE only with a DH file, which it is not given).
+CIPHER_PROFILE = "Mozilla intermediate v5.7"
+LOGIN_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "ECDHE-RSA-CHACHA20-POLY1305",
+    "DHE-RSA-AES128-GCM-SHA256",
+    "DHE-RSA-AES256-GCM-SHA384",
+    "DHE-RSA-CHACHA20-POLY1305",
+)
+
 
 def tls_plan(plan: Plan) -> TlsPlan:
     """The operator's files, or (`generate`) a certificate and key named after the host."""
