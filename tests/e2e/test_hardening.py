@@ -162,9 +162,9 @@ def mailbox(dep: Deployment) -> str:
 
 
 def messages_with(dep: Deployment, token: str) -> list[str]:
-    """The message files of the recipient's Maildir that hold `token`."""
+    """The message files (Maildir new/ and cur/, not Dovecot's index and cache) that hold `token`."""
     out = dep.host.run(f"grep -rlF {token} {mailbox(dep)}").stdout
-    return sorted(line for line in out.splitlines() if line)
+    return sorted(f for f in out.splitlines() if "/new/" in f or "/cur/" in f)
 
 
 def delivered(dep: Deployment, token: str) -> list[str]:
