@@ -438,3 +438,29 @@ def test_field_and_cross_section_problems_are_listed_together() -> None:
         "virtual.mailboxes[1].address",
         "services.smtps.port",
     ]
+
+
+def test_pydantic_type_errors_say_what_to_do() -> None:
+    """pydantic's own messages say what is wrong ("Input should be ..."); each line also says the fix."""
+    data = {
+        "identity": {"myhostname": "mx.example.org", "message_size_limit": "10M"},
+        "smtpd": {"forbid_bare_newline": "yes", "forbid_unauth_pipelining": "maybe"},
+        "tls": {"extra_names": "mx2.example.org"},
+        "virtual": "all of them",
+        "distro": "gentoo",
+    }
+    with pytest.raises(ModelError) as e:
+        validate_server(data)
+    lines = {p.split(":", 1)[0]: p for p in e.value.problems}
+    assert set(lines) == {
+        "identity.message_size_limit",
+        "smtpd.forbid_bare_newline",
+        "smtpd.forbid_unauth_pipelining",
+        "tls.extra_names",
+        "virtual",
+        "distro",
+    }, e.value.problems
+    assert all(" — " in p for p in e.value.problems), e.value.problems
+    assert "'normalize', 'reject' or 'no' — set one of those" in lines["smtpd.forbid_bare_newline"]
+    assert "write true or false" in lines["smtpd.forbid_unauth_pipelining"]
+    assert "without quotes or a suffix" in lines["identity.message_size_limit"]

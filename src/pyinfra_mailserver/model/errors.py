@@ -14,6 +14,44 @@ _FIXES = {
     "extra_forbidden": "unknown key — remove it or fix its spelling (`mailserver schema` lists the keys)",
     "missing": "required — add it",
 }
+# What to do about pydantic's own errors, by type (its message says what is wrong, not the fix)
+_TYPE_FIXES = {
+    "literal_error": "set one of those",
+    "enum": "set one of those",
+    "int_parsing": "write a whole number of the field's unit, without quotes or a suffix",
+    "int_type": "write a whole number of the field's unit, without quotes or a suffix",
+    "int_from_float": "write a whole number",
+    "float_parsing": "write a number",
+    "float_type": "write a number",
+    "bool_parsing": "write true or false",
+    "bool_type": "write true or false",
+    "string_type": "write it as a string in quotes",
+    "list_type": 'write a list, e.g. ["..."]',
+    "dict_type": "write a mapping of keys to values (`mailserver schema` shows them)",
+    "model_type": "write a mapping of keys to values (`mailserver schema` shows them)",
+    "model_attributes_type": "write a mapping of keys to values (`mailserver schema` shows them)",
+    "less_than": "lower it",
+    "less_than_equal": "lower it",
+    "greater_than": "raise it",
+    "greater_than_equal": "raise it",
+    "string_too_long": "shorten it",
+    "too_long": "remove entries",
+    "string_too_short": "fill it in",
+    "too_short": "add an entry",
+    "string_pattern_mismatch": "see `mailserver schema` for the form it takes",
+}
+
+
+def _message(e: Any) -> str:
+    """The line's text after the path: our validators' own `problem — fix`, or pydantic's message with
+    the fix for its type."""
+    if e["type"] in _FIXES:
+        return _FIXES[e["type"]]
+    msg = str(e["msg"]).removeprefix("Value error, ")
+    if e["type"] == "value_error" or " — " in msg:
+        return msg
+    fix = _TYPE_FIXES.get(e["type"], "see `mailserver schema` for what this field takes")
+    return f"{msg} — {fix}"
 
 
 class ModelError(ValueError):
@@ -53,9 +91,7 @@ def format_errors(exc: ValidationError, prefix: str = "") -> list[str]:
             for line in str(e["msg"]).splitlines():
                 lines.append(f"{prefix}.{line}" if prefix else line)
             continue
-        msg = _FIXES.get(e["type"], e["msg"])
-        msg = msg.removeprefix("Value error, ")
-        lines.append(f"{path}: {msg}")
+        lines.append(f"{path}: {_message(e)}")
     return lines
 
 
