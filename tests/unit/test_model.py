@@ -403,6 +403,7 @@ def test_schema_has_every_section() -> None:
     assert schema["additionalProperties"] is False
     for key in (
         "identity",
+        "smtpd",
         "relay",
         "local",
         "aliases",
