@@ -25,7 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "deploy",
         help="deploy the mail stack to the hosts of an inventory (pyinfra API), results as JSON",
-        description="Provision every host of INVENTORY as its data describes, then verify it.",
+        description="Provision every host of INVENTORY as its data describes, then verify it. Exit 0 "
+        "every host deployed, 1 a deploy failed (the host keeps its previous config), 2 invalid data or "
+        "an unreachable host.",
     )
     p.add_argument("inventory", help="pyinfra inventory file (e.g. inventories/lab.py)")
     p.add_argument("--limit", action="append", default=[], help="only these hosts or groups (repeatable)")
@@ -247,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
     # Data first, on the controller: a host whose data is invalid is never contacted, and every such
     # problem is listed at once (pyinfra_mailserver.preflight).
     r = _Run(failed=preflight.invalid_hosts(selected, inventory_path))
+    unusable = set(r.failed)
     valid = [h for h in selected if h.name not in r.failed]
     # Planning evaluates every operation twice (plan, then execute); a real run only needs the second.
     state = State(check_for_changes=bool(args.dry or args.diff))
@@ -258,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
         state.print_fact_info = state.print_noop_info = True
 
     _execute(state, valid, logs, r, args.until, args.dry)
+    unusable |= {name for name, why in r.failed.items() if why.startswith("could not connect")}
     results = [
         _host_result(state, host, r.plans.get(host.name), r.failed, r.crashed, logs.traffic, args.dry)
         | {"seconds": r.seconds()}
@@ -269,7 +273,9 @@ def run(args: argparse.Namespace) -> int:
         print()
     else:
         _print_summary(results, args.dry)
-    return 0 if ok else 1
+    # as drift and audit: 2 when a host could not even be tried (invalid data, unreachable), which
+    # calls for fixing the inventory, not the host
+    return 0 if ok else 2 if unusable else 1
 
 
 def _host_result(

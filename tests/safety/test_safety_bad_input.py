@@ -313,7 +313,7 @@ def test_bad_input_is_refused_naming_the_field(
     report = run["report"]
     assert report, f"no JSON report (exit {run['exit']}):\n{run['stderr'][-3000:]}"
     [host] = report["hosts"]
-    assert run["exit"] != 0 and report["success"] is False and host["success"] is False
+    assert run["exit"] == 2 and report["success"] is False and host["success"] is False
     error = host["error"] or ""
     assert f"{field}" in error, error
     assert word in error, error
