@@ -20,7 +20,7 @@ mailserver = {
             ".internal.example.org": "error:5.1.2 internal only",
         },
     },
-    "aliases": {"postmaster": ["root"], "root": ["postmaster@example.net"]},
+    "aliases": {"postmaster": ["root"], "abuse": ["root"], "root": ["postmaster@example.net"]},
     "virtual": {
         "domains": ["example.net", "example.com"],
         # forward-only domain: every address is an alias (virtual_alias_domains)
@@ -37,6 +37,7 @@ mailserver = {
             "postmaster@example.net": ["alice@example.net"],
             "postmaster@example.com": ["alice@example.net"],
             "abuse@example.net": ["alice@example.net"],
+            "abuse@example.com": ["alice@example.net"],
             "team@example.net": ["alice@example.net", "bob@example.net", "bob@example.com"],
             "@example.info": ["alice@example.net"],
         },

@@ -15,7 +15,7 @@ mailserver = {
         # no internet in the lab: the sink domain is routed to the controller's test sink
         "transport": {"sink.lab.test": "smtp:[10.213.0.1]:2525"},
     },
-    "aliases": {"postmaster": ["root"], "root": ["postmaster@virtual.lab.test"]},
+    "aliases": {"postmaster": ["root"], "abuse": ["root"], "root": ["postmaster@virtual.lab.test"]},
     "virtual": {
         "domains": ["virtual.lab.test", "hosted.lab.test"],
         "alias_domains": ["alias.lab.test"],
@@ -41,6 +41,9 @@ mailserver = {
         "aliases": {
             "postmaster@virtual.lab.test": ["alice@virtual.lab.test"],
             "postmaster@hosted.lab.test": ["alice@virtual.lab.test"],
+            # RFC 2142: complaints about mail from a domain go to its abuse@
+            "abuse@virtual.lab.test": ["alice@virtual.lab.test"],
+            "abuse@hosted.lab.test": ["alice@virtual.lab.test"],
             "team@virtual.lab.test": [
                 "alice@virtual.lab.test",
                 "bob@virtual.lab.test",

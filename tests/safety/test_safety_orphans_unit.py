@@ -22,6 +22,7 @@ def test_orphaned_mailbox_dirs(tmp_path: Path) -> None:
         "virtual": {
             "domains": ["example.net"],
             "mailboxes": [{"address": "alice@example.net", "password": ARGON}],
+            "aliases": {f"{r}@example.net": ["alice@example.net"] for r in ("postmaster", "abuse")},
         },
         "sasl": {"backend": "dovecot"},
     }

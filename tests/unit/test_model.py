@@ -54,6 +54,10 @@ def test_host_without_fqdn_needs_myhostname() -> None:
 VIRTUAL = {
     "domains": ["example.net"],
     "mailboxes": [{"address": "alice@example.net", "password": ARGON}],
+    "aliases": {
+        "postmaster@example.net": ["hostmaster@example.org"],
+        "abuse@example.net": ["hostmaster@example.org"],
+    },
 }
 SASL_DOVECOT = {"backend": "dovecot"}
 SASLAUTHD = {
@@ -295,6 +299,19 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
         "local part",
     ),
     ("no-postmaster", {"aliases": {"abuse": ["root"]}}, "aliases", "postmaster"),
+    ("no-abuse", {"aliases": {"postmaster": ["root"]}}, "aliases", "RFC 2142"),
+    (
+        "virtual-domain-without-abuse",
+        virt(aliases={"postmaster@example.net": ["alice@example.net"]}),
+        "virtual.aliases",
+        '"abuse@example.net"',
+    ),
+    (
+        "alias-domain-without-postmaster",
+        virt(alias_domains=["example.info"], aliases={"abuse@example.info": ["alice@example.net"]}),
+        "virtual.aliases",
+        "postmaster@example.info",
+    ),
     (
         "two-probe-mailboxes",
         virt(

@@ -34,9 +34,13 @@ def virtual_servers(draw: st.DrawFn) -> dict[str, Any]:
     for lp in alias_locals:
         key = f"alias-{lp}@{draw(st.sampled_from(domains))}"
         aliases[key] = draw(st.lists(st.sampled_from(boxes), min_size=1, max_size=3, unique=True))
-    local_aliases = {"postmaster": ["root"]}
+    for d in domains:  # every domain answers its role addresses
+        for role in ("postmaster", "abuse"):
+            if f"{role}@{d}" not in boxes:
+                aliases.setdefault(f"{role}@{d}", [boxes[0]])
+    local_aliases = {"postmaster": ["root"], "abuse": ["root"]}
     for lp in draw(st.lists(LOCAL, max_size=4, unique=True)):
-        if lp != "postmaster":
+        if lp not in local_aliases:
             local_aliases[lp] = draw(
                 st.lists(st.sampled_from(["root", *boxes]), min_size=1, max_size=2, unique=True)
             )

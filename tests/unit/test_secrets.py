@@ -112,6 +112,7 @@ def test_host_data_secrets_dir_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPa
                 "virtual": {
                     "domains": ["example.net"],
                     "mailboxes": [{"address": "a@example.net", "password": {"secret": "a@example.net"}}],
+                    "aliases": {f"{r}@example.net": ["a@example.net"] for r in ("postmaster", "abuse")},
                 },
                 "sasl": {"backend": "dovecot"},
             }

@@ -165,3 +165,8 @@ Problems = list[tuple[str, str]]
 def q(key: str) -> str:
     """A dict key as a problem's path shows it: `aliases['postmaster']`."""
     return f"[{key!r}]"
+
+
+# the role addresses every mail domain answers (RFC 5321 section 4.5.1, RFC 2142 section 2), with the
+# RFC a refusal names
+ROLES = (("postmaster", "RFC 5321"), ("abuse", "RFC 2142"))

@@ -35,8 +35,9 @@ class MailServer(Strict):
     relay: Relay = Field(default_factory=Relay)
     local: LocalDelivery = Field(default_factory=LocalDelivery)
     aliases: dict[str, list[str]] = Field(
-        default_factory=lambda: {"postmaster": ["root"]},
-        description="/etc/aliases: name -> targets (local names, addresses, |command, /file).",
+        default_factory=lambda: {"postmaster": ["root"], "abuse": ["root"]},
+        description="/etc/aliases: name -> targets (local names, addresses, |command, /file). "
+        "postmaster (RFC 5321) and abuse (RFC 2142) must exist.",
     )
     virtual: Virtual | None = Field(
         default=None, description="Virtual mailbox hosting (needs sasl.backend dovecot)."

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field, field_validator
 
 from pyinfra_mailserver.model.common import (
+    ROLES,
     Address,
     Domain,
     Problems,
@@ -226,6 +227,17 @@ def problems(server: MailServer, ok: Callable[..., bool]) -> Problems:
                             (
                                 f"virtual.aliases{q(key)}",
                                 f"target {t} is in an alias-only domain without an alias for it",
+                            )
+                        )
+            for d in v.all_domains():
+                for role, rfc in ROLES:
+                    addr = f"{role}@{d}"
+                    if addr not in boxes and addr not in keys and d not in catchall:
+                        p.append(
+                            (
+                                "virtual.aliases",
+                                f"no {addr} — {rfc} requires one per domain: add "
+                                f'"{addr}": ["someone@..."] to virtual.aliases (or a mailbox)',
                             )
                         )
             edges = {

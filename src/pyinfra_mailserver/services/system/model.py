@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 
-from pyinfra_mailserver.model.common import Problems, Strict, err, q
+from pyinfra_mailserver.model.common import ROLES, Problems, Strict, err, q
 from pyinfra_mailserver.model.passwords import CryptHash, SecretBacked
 from pyinfra_mailserver.services.postfix.model import classify_target, find_cycles
 
@@ -83,7 +83,7 @@ class LocalDelivery(Strict):
 
 
 def problems(server: MailServer, ok: Callable[..., bool]) -> Problems:
-    """Local delivery: users and /etc/aliases resolve, no loop, a postmaster."""
+    """Local delivery: users and /etc/aliases resolve, no loop, a postmaster and an abuse address."""
     p: Problems = []
     if ok("local", "aliases"):
         # --- local users and /etc/aliases
@@ -118,8 +118,9 @@ def problems(server: MailServer, ok: Callable[..., bool]) -> Problems:
                             "— add it to local.users or local.existing_accounts, or fix the target",
                         )
                     )
-        if "postmaster" not in server.aliases and "postmaster" not in known:
-            p.append(("aliases", 'no \'postmaster\' — RFC 5321 requires one: add "postmaster": ["root"]'))
+        for role, rfc in ROLES:
+            if role not in server.aliases and role not in known:
+                p.append(("aliases", f"no {role!r} — {rfc} requires one: add \"{role}\": [\"root\"]"))
         for cyc in find_cycles(alias_edges):
             p.append((f"aliases{q(cyc[0])}", "alias loop " + " -> ".join(cyc) + " — break the cycle"))
     return p
