@@ -27,7 +27,13 @@ mailserver = {
         "alias_domains": ["example.info"],
         "mailboxes": [
             # passwords: ARGON2ID (default of `mailserver passwd`) or SHA512-CRYPT, from the secrets dir
-            {"address": "alice@example.net", "password": {"secret": "alice@example.net"}, "quota": "2G"},
+            # alice may also send as the team's shared address (a login sends only as its own addresses)
+            {
+                "address": "alice@example.net",
+                "password": {"secret": "alice@example.net"},
+                "quota": "2G",
+                "send_as": ["team@example.net"],
+            },
             {"address": "bob@example.net", "password": {"secret": "bob@example.net"}, "quota": "500M"},
             {"address": "bob@example.com", "password": {"secret": "bob@example.com"}},
             # the audit's own login (`mailserver audit`): a generated 32-character token, hashed cheaply

@@ -165,6 +165,8 @@ class Manifest:
     accounts: tuple[Account, ...] = ()
     # map sources Postfix reads without postmap (regexp:, pcre:), as type:path specs
     regexp_maps: tuple[str, ...] = ()
+    # the domains the host is the final destination for; each answers postmaster@ and abuse@
+    domains: tuple[str, ...] = ()
 
     def file(self, path: str) -> ManagedFile:
         for f in self.files:

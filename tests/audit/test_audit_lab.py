@@ -125,6 +125,12 @@ def test_fresh_host_has_no_findings(hosts: Hosts, variant: str, tmp_path: Path) 
     assert audit.status("smtp.open_relay[25]") == "pass"
     assert audit.status("imap.login[993]") == "pass"
     assert audit.status("smtp.login[587]") == "pass"
+    for check in (
+        "smtp.sender_login_enforced[587]",
+        "smtp.local_sender_refused[25]",
+        "smtp.helo_checked[25]",
+    ):
+        assert audit.status(check) == "pass", check
     assert audit.status("dns.mx") == "skip"
     if variant == "saslauthd":
         assert audit.status("saslauthd.testsaslauthd") == "pass"
@@ -251,6 +257,21 @@ BREAKS: list[tuple[str, str, str, dict[str, set[str]]]] = [
         "virtual",
         "sed -i '/^{login}:/d' /etc/dovecot/users",
         {"audit": {"imap.login[993]"}, "drift": {"drift.file[/etc/dovecot/users]"}},
+    ),
+    (
+        "sender_checks_off",
+        "virtual",
+        "postconf -e 'smtpd_sender_restrictions=permit_mynetworks' && postfix reload",
+        {
+            "audit": {"smtp.sender_login_enforced[587]", "smtp.local_sender_refused[25]"},
+            "drift": {"drift.postconf"},
+        },
+    ),
+    (
+        "helo_checks_off",
+        "saslauthd",
+        "postconf -e 'smtpd_helo_restrictions=' && postfix reload",
+        {"audit": {"smtp.helo_checked[25]"}, "drift": {"drift.postconf"}},
     ),
     (
         "saslauthd_stopped",

@@ -76,17 +76,18 @@ def message(to: str, tok: str, subject: str | None = None) -> EmailMessage:
 
 
 def send_25(dep: Deployment, to: str, tok: str, subject: str | None = None) -> None:
-    with smtplib.SMTP(dep.fqdn, 25, timeout=30) as s:
+    with smtplib.SMTP(dep.fqdn, 25, timeout=30, local_hostname="client.test") as s:
         s.starttls(context=dep.tls())
         s.send_message(message(to, tok, subject), to_addrs=[to])
 
 
 def submit(dep: Deployment, to: str, tok: str, port: int = 587) -> None:
     a = account(dep)
-    with smtplib.SMTP(dep.fqdn, port, timeout=30) as s:
+    with smtplib.SMTP(dep.fqdn, port, timeout=30, local_hostname="client.test") as s:
         s.starttls(context=dep.tls())
         s.login(a.login, dep.password(a.secret))
-        s.send_message(message(to, tok), to_addrs=[to])
+        # a login sends as its own address (smtpd.enforce_sender_login): the envelope says so
+        s.send_message(message(to, tok), from_addr=address(dep, a.login), to_addrs=[to])
 
 
 # -- the deploy itself ---------------------------------------------------------------------------------
@@ -136,7 +137,7 @@ def _testinfra_checks(dep: Deployment, t: Any) -> None:
 
 
 def test_port_25_starttls_and_no_auth(net: Deployment) -> None:
-    with smtplib.SMTP(net.fqdn, 25, timeout=30) as s:
+    with smtplib.SMTP(net.fqdn, 25, timeout=30, local_hostname="client.test") as s:
         s.ehlo("client.test")
         assert s.has_extn("starttls")
         assert not s.has_extn("auth")
@@ -146,7 +147,7 @@ def test_port_25_starttls_and_no_auth(net: Deployment) -> None:
 
 
 def test_submission_no_auth_before_starttls(net: Deployment) -> None:
-    with smtplib.SMTP(net.fqdn, 587, timeout=30) as s:
+    with smtplib.SMTP(net.fqdn, 587, timeout=30, local_hostname="client.test") as s:
         s.ehlo("client.test")
         assert s.has_extn("starttls")
         assert not s.has_extn("auth"), "AUTH offered before STARTTLS"
@@ -158,7 +159,7 @@ def test_submission_no_auth_before_starttls(net: Deployment) -> None:
 def test_submission_auth_after_starttls(net: Deployment, mechanism: str) -> None:
     a = account(net)
     for password, ok in ((net.password(a.secret), True), ("wrong-password", False)):
-        with smtplib.SMTP(net.fqdn, 587, timeout=30) as s:
+        with smtplib.SMTP(net.fqdn, 587, timeout=30, local_hostname="client.test") as s:
             s.starttls(context=net.tls())
             s.ehlo("client.test")
             assert mechanism in s.esmtp_features.get("auth", "").upper().split()
@@ -204,7 +205,7 @@ def test_swaks_submission_verified_tls(net: Deployment) -> None:
             "--auth-password",
             net.password(a.secret),
             "--from",
-            "e2e@sender.test",
+            address(net, a.login),
             "--to",
             address(net, a.login),
             "--header",
@@ -252,7 +253,7 @@ def test_quota_enforced(net: Deployment) -> None:
     big = token()
     m = message(QUOTA_BOX, big)
     m.set_content(f"body {big}\n" + ("y" * 76 + "\n") * 20000)  # ~1.5 MB, over the 1M quota
-    with smtplib.SMTP(net.fqdn, 25, timeout=60) as s:
+    with smtplib.SMTP(net.fqdn, 25, timeout=60, local_hostname="client.test") as s:
         s.starttls(context=net.tls())
         s.send_message(m, to_addrs=[QUOTA_BOX])
     line = net.wait_on_host(
@@ -266,7 +267,7 @@ def test_quota_enforced(net: Deployment) -> None:
 
 
 def test_open_relay_refused(net: Deployment) -> None:
-    with smtplib.SMTP(net.fqdn, 25, timeout=30) as s:
+    with smtplib.SMTP(net.fqdn, 25, timeout=30, local_hostname="client.test") as s:
         s.starttls(context=net.tls())
         s.ehlo("client.test")
         s.mail("e2e@sender.test")
@@ -462,7 +463,10 @@ def test_config_failing_postfix_checks_never_goes_live(dep: Deployment) -> None:
     assert "postconf" in log and "e2e_no_such_parameter" in log, log[-3000:]
     assert dep.host.check(f"sha256sum {main_cf}") == before, "live main.cf changed"
     assert dep.host.check("find /var/lib/pyinfra-mailserver/stage -type f") == "", "staging files left"
-    with resolving(dep.fqdn, dep.host.ip), smtplib.SMTP(dep.fqdn, 25, timeout=30) as s:
+    with (
+        resolving(dep.fqdn, dep.host.ip),
+        smtplib.SMTP(dep.fqdn, 25, timeout=30, local_hostname="client.test") as s,
+    ):
         assert s.ehlo("client.test")[0] == 250
     assert not any("Reload Postfix" in o["name"] and o["changed"] for o in failed["operations"])
 

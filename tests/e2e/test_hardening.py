@@ -8,17 +8,19 @@ are accepted on port 25, whose opportunistic TLS keeps Postfix's broader default
 
 from __future__ import annotations
 
+import smtplib
 import socket
 import ssl
 import uuid
 from collections.abc import Iterator
+from email.message import EmailMessage
 
 import pytest
-from e2e_support import Deployment
+from e2e_support import Deployment, resolving
 
 from pyinfra_mailserver.audit import tlsprobe
 from pyinfra_mailserver.lab.pytest_plugin import TEST_RELEASES
-from pyinfra_mailserver.manifest import Port
+from pyinfra_mailserver.manifest import Account, Port
 from pyinfra_mailserver.services.tls.render import LOGIN_CIPHERS
 
 pytestmark = pytest.mark.lab
@@ -29,12 +31,25 @@ CBC_SHA1 = "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES128-SHA:E
 ANONYMOUS = "aNULL:@SECLEVEL=0"
 
 
-@pytest.fixture(scope="module", params=TEST_RELEASES)
-def dep(request: pytest.FixtureRequest, deployments: object) -> Deployment:
-    d = deployments("virtual", request.param)  # type: ignore[operator]
+def deployed(deployments: object, variant: str, release: str) -> Deployment:
+    d = deployments(variant, release)  # type: ignore[operator]
     if not d.first["success"]:
         pytest.fail(f"first deploy failed: {d.first['_report']['errors']}\n{d.first['_stderr'][-3000:]}")
     return d
+
+
+@pytest.fixture(scope="module", params=TEST_RELEASES)
+def dep(request: pytest.FixtureRequest, deployments: object) -> Deployment:
+    return deployed(deployments, "virtual", request.param)
+
+
+VARIANTS = [(v, r) for r in TEST_RELEASES for v in ("virtual", "saslauthd")]
+
+
+@pytest.fixture(scope="module", params=VARIANTS, ids=[f"{v}-{r}" for v, r in VARIANTS])
+def each(request: pytest.FixtureRequest, deployments: object) -> Deployment:
+    """The deployed host of each variant (system users with saslauthd, virtual mailboxes with Dovecot)."""
+    return deployed(deployments, *request.param)
 
 
 def login_ports(dep: Deployment) -> list[Port]:
@@ -143,8 +158,10 @@ def smuggle(dep: Deployment) -> tuple[str, str, list[str]]:
         body = (
             f"Subject: {first}\r\n\r\n{first}\r\n"
             "\n.\r\n"
-            f"MAIL FROM:<admin@example.net>\r\nRCPT TO:<{RECIPIENT}>\r\nDATA\r\n"
-            f"From: admin@example.net\r\nSubject: {second}\r\n\r\n{second}\r\n"
+            # an outside sender: a local one is refused to a client that did not log in anyway
+            # (smtpd.reject_outside_local_senders), which would hide what smuggling lets through
+            f"MAIL FROM:<ceo@partner.test>\r\nRCPT TO:<{RECIPIENT}>\r\nDATA\r\n"
+            f"From: ceo@partner.test\r\nSubject: {second}\r\n\r\n{second}\r\n"
             "\r\n.\r\n"
             "QUIT\r\n"
         )
@@ -218,3 +235,98 @@ def test_smuggling_is_refused_and_reproduced_with_the_old_setting(restored: Depl
     again = dep.deploy()
     assert again["success"] and "postfix" in again["services_reloaded"], again["_report"]["errors"]
     assert dep.host.check("postconf -h smtpd_forbid_bare_newline").strip() == "normalize"
+
+
+# -- who may send as whom ---------------------------------------------------------------------------------
+
+OUTSIDE_SENDER = "e2e@sender.test"
+
+
+def own_address(dep: Deployment, a: Account) -> str:
+    return a.login if "@" in a.login else f"{a.login}@{dep.fqdn}"
+
+
+def two_accounts(dep: Deployment) -> tuple[Account, Account]:
+    first, second, *_ = [a for a in dep.manifest.accounts if not a.probe]
+    return first, second
+
+
+def answer(s: smtplib.SMTP, sender: str, rcpt: str) -> tuple[int, str]:
+    """The reply to RCPT after MAIL FROM:<sender> (sender checks are answered there), then RSET: these
+    probes send no message."""
+    code, msg = s.mail(sender)
+    if code == 250:
+        code, msg = s.rcpt(rcpt)
+    s.rset()
+    return code, msg.decode(errors="replace")
+
+
+def session(dep: Deployment, port: int, helo: str = "client.test") -> smtplib.SMTP:
+    s = smtplib.SMTP(dep.fqdn, port, timeout=30, local_hostname=helo)
+    s.starttls(context=dep.tls())
+    s.ehlo()
+    return s
+
+
+def test_a_login_sends_only_as_its_own_addresses(each: Deployment) -> None:
+    """Reproduced: alice authenticated, then sent as another local user and as an outside domain."""
+    a, other = two_accounts(each)
+    rcpt = own_address(each, other)
+    with resolving(each.fqdn, each.host.ip), session(each, 587) as s:
+        s.login(a.login, each.password(a.secret))
+        assert answer(s, own_address(each, a), rcpt)[0] == 250
+        for spoofed in (own_address(each, other), "ceo@partner.test"):
+            code, msg = answer(s, spoofed, rcpt)
+            assert code == 553 and "not owned by user" in msg, (spoofed, code, msg)
+
+
+def test_send_as_lets_a_login_use_a_shared_address(dep: Deployment) -> None:
+    """alice's `send_as` lists team@example.net: a message from it is delivered; bob may not use it."""
+    alice = next(a for a in dep.manifest.accounts if a.login == RECIPIENT)
+    bob = next(a for a in dep.manifest.accounts if a.login == "bob@example.net")
+    tok = f"send-as-{uuid.uuid4().hex[:12]}"
+    m = EmailMessage()
+    m["From"], m["To"], m["Subject"] = "team@example.net", RECIPIENT, tok
+    m.set_content(tok)
+    with resolving(dep.fqdn, dep.host.ip):
+        with session(dep, 587) as s:
+            s.login(bob.login, dep.password(bob.secret))
+            assert answer(s, "team@example.net", RECIPIENT)[0] == 553
+        with session(dep, 587) as s:
+            s.login(alice.login, dep.password(alice.secret))
+            assert s.send_message(m, from_addr="team@example.net", to_addrs=[RECIPIENT]) == {}
+    delivered(dep, tok)
+
+
+def test_a_local_sender_needs_a_login(each: Deployment) -> None:
+    """Reproduced: on 25, without AUTH, mail claiming a local user's address was accepted."""
+    a, _ = two_accounts(each)
+    rcpt = own_address(each, a)
+    with resolving(each.fqdn, each.host.ip), session(each, 25) as s:
+        code, msg = answer(s, own_address(each, a), rcpt)
+        assert code == 553 and "not logged in" in msg, (code, msg)
+        assert answer(s, OUTSIDE_SENDER, rcpt)[0] == 250  # the same RCPT from an outside sender
+
+
+@pytest.mark.parametrize("helo", ["!!bad!!", "1.2.3.4", "localhost"])
+def test_a_helo_name_that_is_no_fqdn_is_refused(each: Deployment, helo: str) -> None:
+    """Reproduced: `EHLO !!bad!!` and `EHLO 1.2.3.4` were accepted; an FQDN or [address] still is."""
+    a, _ = two_accounts(each)
+    rcpt = own_address(each, a)
+    with resolving(each.fqdn, each.host.ip):
+        with session(each, 25, helo=helo) as s:
+            code, msg = answer(s, OUTSIDE_SENDER, rcpt)
+            assert 500 <= code < 600 and "Helo command rejected" in msg, (helo, code, msg)
+        for good in ("client.test", "[192.0.2.1]"):
+            with session(each, 25, helo=good) as s:
+                assert answer(s, OUTSIDE_SENDER, rcpt)[0] == 250, good
+
+
+def test_every_domain_answers_postmaster_and_abuse(each: Deployment) -> None:
+    """Reproduced: abuse@ (RFC 2142) was refused with 550 on the virtual domains."""
+    domains = [d for d in each.manifest.domains if "." in d]  # not localhost: no FQDN, refused as such
+    assert domains, each.manifest.domains
+    with resolving(each.fqdn, each.host.ip), session(each, 25) as s:
+        s.mail(OUTSIDE_SENDER)
+        answers = {f"{r}@{d}": s.rcpt(f"{r}@{d}")[0] for d in domains for r in ("postmaster", "abuse")}
+    assert set(answers.values()) == {250}, answers

@@ -71,7 +71,10 @@ def _send(dep: Deployment, to: str, tok: str) -> None:
     m = EmailMessage()
     m["From"], m["To"], m["Subject"] = "upgrade@sender.test", to, f"before the upgrade {tok}"
     m.set_content(f"body {tok}\n")
-    with resolving(dep.fqdn, dep.host.ip), smtplib.SMTP(dep.fqdn, 25, timeout=30) as s:
+    with (
+        resolving(dep.fqdn, dep.host.ip),
+        smtplib.SMTP(dep.fqdn, 25, timeout=30, local_hostname="client.test") as s,
+    ):
         s.starttls(context=dep.tls())
         s.send_message(m, to_addrs=[to])
 
@@ -156,7 +159,10 @@ def test_every_mailbox_logs_in_with_its_old_hash(upgraded: dict[str, Any]) -> No
             imaplib.IMAP4_SSL(dep.fqdn, 993, ssl_context=dep.tls(), timeout=30) as imap,
         ):
             assert imap.login(a.login, dep.password(a.secret))[0] == "OK", a.login
-        with resolving(dep.fqdn, dep.host.ip), smtplib.SMTP(dep.fqdn, 587, timeout=30) as s:
+        with (
+            resolving(dep.fqdn, dep.host.ip),
+            smtplib.SMTP(dep.fqdn, 587, timeout=30, local_hostname="client.test") as s,
+        ):
             s.starttls(context=dep.tls())
             s.login(a.login, dep.password(a.secret))
 

@@ -55,7 +55,10 @@ def send_and_deliver(sh: SafetyHost) -> None:
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = "safety@sender.test", account.login, tok
     msg.set_content(tok)
-    with resolving(dep.fqdn, dep.host.ip), smtplib.SMTP(dep.fqdn, 25, timeout=30) as s:
+    with (
+        resolving(dep.fqdn, dep.host.ip),
+        smtplib.SMTP(dep.fqdn, 25, timeout=30, local_hostname="client.test") as s,
+    ):
         s.starttls(context=dep.tls())
         s.send_message(msg)
     dep.mailbox_has(account.mailbox, tok)

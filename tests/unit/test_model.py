@@ -301,6 +301,33 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("no-postmaster", {"aliases": {"abuse": ["root"]}}, "aliases", "postmaster"),
     ("no-abuse", {"aliases": {"postmaster": ["root"]}}, "aliases", "RFC 2142"),
     (
+        "send-as-not-an-address",
+        virt(mailboxes=[{"address": "alice@example.net", "password": ARGON, "send_as": ["the boss"]}]),
+        "virtual.mailboxes[0].send_as",
+        "send_as entry",
+    ),
+    (
+        "probe-with-send-as",
+        virt(
+            mailboxes=[
+                {
+                    "address": "alice@example.net",
+                    "password": ARGON,
+                    "probe": True,
+                    "send_as": ["x@example.net"],
+                }
+            ]
+        ),
+        "virtual.mailboxes[0].send_as",
+        "probe",
+    ),
+    (
+        "user-send-as-twice",
+        {"local": {"users": [{"name": "bob", "password": CRYPT, "send_as": ["a@b.test", "A@b.test"]}]}},
+        "local.users[0].send_as",
+        "twice",
+    ),
+    (
         "virtual-domain-without-abuse",
         virt(aliases={"postmaster@example.net": ["alice@example.net"]}),
         "virtual.aliases",

@@ -187,6 +187,7 @@ def test_manifest_of_virtual_host(secrets_env: Path) -> None:
     assert any(g.name == "vmail" and g.gid == 5000 for g in m.groups)
     assert {mp.source for mp in m.maps} == {
         "/etc/aliases",
+        "/etc/postfix/sender_login",
         "/etc/postfix/transport",
         "/etc/postfix/vmailbox",
         "/etc/postfix/virtual",
@@ -250,3 +251,80 @@ def test_system_user_variant_with_mbox_and_maildrop() -> None:
     assert "driver = shadow" in m.file("/etc/dovecot/conf.d/auth-system.conf.ext").content
     assert 'DEFAULT="/var/mail/$LOGNAME"' in m.file("/etc/maildroprc").content
     assert 'MECHANISMS="shadow"' in m.file("/etc/default/saslauthd").content
+
+
+# -- who may send as whom -----------------------------------------------------------------------------------
+
+SENDERS: dict[str, Any] = {
+    "identity": {"myhostname": "mx.example.org", "mydestination": ["$myhostname", "$mydomain"]},
+    "local": {"users": [{"name": "bob", "password": CRYPT, "send_as": ["bob.leponge@example.org"]}]},
+    "aliases": {"postmaster": ["root"], "abuse": ["root"], "bob.leponge": ["bob"]},
+    "virtual": {
+        "domains": ["example.net"],
+        "mailboxes": [
+            {
+                "address": "alice@example.net",
+                "password": ARGON,
+                "send_as": ["team@example.net", "@lists.test"],
+            },
+            {"address": "carol@example.net", "password": ARGON, "send_as": ["team@example.net"]},
+        ],
+        "aliases": {f"{r}@example.net": ["alice@example.net"] for r in ("postmaster", "abuse", "team")},
+    },
+    "sasl": {"backend": "dovecot"},
+}
+
+
+def _sender_map(data: dict[str, Any]) -> dict[str, str]:
+    m = build_manifest(validate_server(data, hostname="mx.example.org"), distro.DEBIAN)
+    text = m.file("/etc/postfix/sender_login").content
+    return dict(line.split(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+
+
+def test_each_login_owns_its_addresses_and_its_send_as() -> None:
+    owners = _sender_map(SENDERS)
+    assert owners["alice@example.net"] == "alice@example.net"
+    assert owners["team@example.net"] == "alice@example.net, carol@example.net"  # a shared address
+    assert owners["@lists.test"] == "alice@example.net"  # a whole outside domain, explicitly
+    assert owners["bob@mx.example.org"] == owners["bob@example.org"] == "bob"  # each mydestination domain
+    assert owners["bob.leponge@example.org"] == "bob"
+    # every other address of a served domain is owned by no login: refused without AUTH, and with it
+    assert {k: v for k, v in owners.items() if v == "-"} == {
+        "@example.net": "-",
+        "@example.org": "-",
+        "@mx.example.org": "-",
+    }
+
+
+def test_sender_checks_follow_the_smtpd_section() -> None:
+    def main_cf(**smtpd: bool) -> dict[str, str]:
+        data = {**SENDERS, "smtpd": smtpd}
+        return build_manifest(validate_server(data, hostname="mx.example.org"), distro.DEBIAN).postconf
+
+    on = main_cf()
+    assert on["smtpd_sender_login_maps"] == "hash:/etc/postfix/sender_login"
+    assert on["smtpd_sender_restrictions"].split(", ") == [
+        "reject_authenticated_sender_login_mismatch",  # first: holds a login in mynetworks too
+        "permit_mynetworks",
+        "reject_non_fqdn_sender",
+        "permit_sasl_authenticated",
+        "reject_unauthenticated_sender_login_mismatch",
+        "reject_unknown_sender_domain",
+    ]
+    assert "reject_invalid_helo_hostname" in on["smtpd_helo_restrictions"]
+    assert on["smtpd_data_restrictions"] == "reject_unauth_pipelining"
+
+    off = main_cf(
+        enforce_sender_login=False,
+        reject_outside_local_senders=False,
+        helo_checks=False,
+        reject_unknown_sender_domain=False,
+    )
+    assert "smtpd_sender_login_maps" not in off and "smtpd_helo_restrictions" not in off
+    assert (
+        off["smtpd_sender_restrictions"]
+        == "permit_mynetworks, reject_non_fqdn_sender, permit_sasl_authenticated"
+    )
+    only_outside = main_cf(enforce_sender_login=False)
+    assert "reject_authenticated_sender_login_mismatch" not in only_outside["smtpd_sender_restrictions"]
+    assert only_outside["smtpd_sender_login_maps"] == "hash:/etc/postfix/sender_login"

@@ -103,6 +103,15 @@ def probe_account(
     return None, None
 
 
+def smtpd_policy(m: Manifest) -> frozenset[str]:
+    """The restriction steps of main.cf's smtpd_*_restrictions, as the manifest says the host has them."""
+    steps: set[str] = set()
+    for key, value in m.postconf.items():
+        if key.startswith("smtpd_") and key.endswith("_restrictions"):
+            steps.update(value.replace(",", " ").split())
+    return frozenset(steps)
+
+
 def run_probes(t: Target, options: AuditOptions, settings: HostSettings) -> list[CheckResult]:
     from pyinfra_mailserver.audit.probes import ProbeAccount, ProbeTarget
     from pyinfra_mailserver.audit.probes import run_probes as probe
@@ -117,6 +126,8 @@ def run_probes(t: Target, options: AuditOptions, settings: HostSettings) -> list
         local_domain=t.manifest.hostname,
         account=account,
         timeout=options.timeout,
+        policy=smtpd_policy(t.manifest),
+        mynetworks=tuple(t.manifest.postconf.get("mynetworks", "").replace(",", " ").split()),
     )
     results = probe(target, t.manifest.ports)
     if account is None:

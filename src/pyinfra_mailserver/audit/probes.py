@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import imaplib
+import ipaddress
 import os
 import poplib
 import smtplib
@@ -28,6 +29,8 @@ EXPIRY_DAYS = 21
 SMTP_PROTOCOLS = ("smtp", "submission", "smtps")
 IMAP_PROTOCOLS = ("imap", "imaps")
 POP3_PROTOCOLS = ("pop3", "pop3s")
+BAD_HELO = "!!bad!!"  # no hostname nor address literal: what spambots greet with
+SPOOF_LOCAL_PART = "audit-spoof-check"  # a sender the probe account owns by no rule
 TLS_CHECKS = (
     "tls.v1_refused",
     "tls.v1_1_refused",
@@ -62,6 +65,10 @@ class ProbeTarget:
     local_domain: str  # a domain the host is final destination for (submission probe recipient)
     account: ProbeAccount | None = None
     timeout: float = 10.0
+    # the smtpd restriction steps the model sets (main.cf's smtpd_*_restrictions): what to expect of a
+    # client that did not log in, and of one that did, when it uses a sender it does not own
+    policy: frozenset[str] = frozenset()
+    mynetworks: tuple[str, ...] = ()  # clients Postfix trusts: their sessions skip those checks
 
 
 def _port_label(p: Port) -> str:
@@ -99,15 +106,84 @@ class _Smtp:
             self.s.close()
 
 
-def _rcpt_verdict(s: smtplib.SMTP, rcpt: str) -> tuple[int, str]:
-    """MAIL FROM:<> then RCPT TO:<rcpt>; the first non-2xx reply (or the RCPT reply), then RSET."""
-    code, msg = s.mail("")
+def _rcpt_verdict(s: smtplib.SMTP, rcpt: str, sender: str = "") -> tuple[int, str]:
+    """MAIL FROM:<sender> (the null sender by default) then RCPT TO:<rcpt>; the first non-2xx reply (or
+    the RCPT reply), then RSET: no message is ever sent."""
+    code, msg = s.mail(sender)
     if code >= 300:
         return code, msg.decode("latin-1", "replace")
     code, msg = s.rcpt(rcpt)
     with contextlib.suppress(smtplib.SMTPException, OSError):
         s.rset()
     return code, msg.decode("latin-1", "replace")
+
+
+def _from_mynetworks(s: smtplib.SMTP, mynetworks: tuple[str, ...]) -> bool:
+    """Whether the session's own address is in mynetworks (as Postfix sees it, without NAT)."""
+    mine = ipaddress.ip_address(s.sock.getsockname()[0])
+    for net in mynetworks:
+        with contextlib.suppress(ValueError):
+            if mine in ipaddress.ip_network(net.replace("[", "").replace("]", ""), strict=False):
+                return True
+    return False
+
+
+def _outsider_checks(session: _Smtp, t: ProbeTarget, checks: CheckSet, label: str, n: int) -> None:
+    """A client that neither logged in nor is in mynetworks may not use a local sender address nor greet
+    with a name that is no FQDN; both are refused at RCPT (smtpd_delay_reject), so nothing is sent."""
+    wanted = [
+        ("smtp.local_sender_refused", "reject_unauthenticated_sender_login_mismatch"),
+        ("smtp.helo_checked", "reject_invalid_helo_hostname"),
+    ]
+    wanted = [(cid, step) for cid, step in wanted if step in t.policy]
+    if wanted and _from_mynetworks(session.s, t.mynetworks):
+        for cid, _ in wanted:
+            checks.skip(f"{cid}[{n}]", f"{label}: the audit connects from mynetworks, which Postfix trusts")
+        return
+    rcpt = f"postmaster@{t.local_domain}"
+    for cid, _ in wanted:
+        if cid == "smtp.local_sender_refused":
+            code, msg = _rcpt_verdict(session.s, rcpt, sender=rcpt)
+            checks.add(
+                f"{cid}[{n}]",
+                code >= 500,
+                f"{label}: MAIL FROM <{rcpt}> without login answered {code} {msg} (local sender spoofing)",
+                ok_message=f"{label}: a local sender without login refused ({code})",
+                severity=Severity.HIGH,
+                fix="reject_unauthenticated_sender_login_mismatch in smtpd_sender_restrictions "
+                "(smtpd.reject_outside_local_senders)",
+            )
+        else:
+            session.s.docmd("EHLO", BAD_HELO)
+            code, msg = _rcpt_verdict(session.s, rcpt)
+            session.ehlo()  # the probe's own name again for what follows
+            checks.add(
+                f"{cid}[{n}]",
+                code >= 500,
+                f"{label}: after EHLO {BAD_HELO} RCPT answered {code} {msg}",
+                ok_message=f"{label}: an invalid HELO name refused ({code})",
+                severity=Severity.MEDIUM,
+                fix="smtpd_helo_restrictions with reject_invalid_helo_hostname and "
+                "reject_non_fqdn_helo_hostname (smtpd.helo_checks)",
+            )
+
+
+def _sender_login_check(session: _Smtp, t: ProbeTarget, checks: CheckSet, label: str, n: int) -> None:
+    """Logged in, the probe account may not use an address it does not own (nothing is sent)."""
+    if "reject_authenticated_sender_login_mismatch" not in t.policy or t.account is None:
+        return
+    spoof, rcpt = f"{SPOOF_LOCAL_PART}@{t.local_domain}", f"postmaster@{t.local_domain}"
+    code, msg = _rcpt_verdict(session.s, rcpt, sender=spoof)
+    checks.add(
+        f"smtp.sender_login_enforced[{n}]",
+        code >= 500,
+        f"{label}: logged in as {t.account.user}, MAIL FROM <{spoof}> answered {code} {msg} "
+        "(sender spoofing)",
+        ok_message=f"{label}: {t.account.user} may not send as {spoof} ({code})",
+        severity=Severity.HIGH,
+        fix="smtpd_sender_login_maps and reject_authenticated_sender_login_mismatch in "
+        "smtpd_sender_restrictions (smtpd.enforce_sender_login)",
+    )
 
 
 def _relay_check(s: smtplib.SMTP, checks: CheckSet, label: str, n: int) -> None:
@@ -201,6 +277,7 @@ def probe_smtp(
         relayed = False
         if port.protocol == "smtp":  # MX port: most relay abuse comes without TLS, so probe before it
             _relay_check(session.s, checks, label, n)
+            _outsider_checks(session, t, checks, label, n)
             relayed = True
         if port.tls == "starttls" and has_starttls:
             # after TLS too: AUTH hidden before STARTTLS (smtpd_tls_auth_only) must still be absent on a
@@ -253,6 +330,7 @@ def probe_smtp(
             try:
                 session.s.login(t.account.user, t.account.password)
                 checks.passed(f"smtp.login[{n}]", f"{label}: AUTH as {t.account.user} works")
+                _sender_login_check(session, t, checks, label, n)
             except smtplib.SMTPException as e:
                 checks.fail(
                     f"smtp.login[{n}]",

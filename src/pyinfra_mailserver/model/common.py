@@ -170,3 +170,16 @@ def q(key: str) -> str:
 # the role addresses every mail domain answers (RFC 5321 section 4.5.1, RFC 2142 section 2), with the
 # RFC a refusal names
 ROLES = (("postmaster", "RFC 5321"), ("abuse", "RFC 2142"))
+
+
+def check_send_as(values: list[str], owner: str) -> list[str]:
+    """`send_as` entries: addresses, or @domain for every address of a domain, each once."""
+    out: list[str] = []
+    for v in values:
+        if v.startswith("@"):
+            out.append("@" + check_domain(v[1:], what=f"send_as entry {v!r} of {owner}"))
+        else:
+            out.append(check_address(v, what=f"send_as entry of {owner}"))
+    if len(set(out)) != len(out):
+        raise err("duplicate", f"send_as of {owner} lists an address twice")
+    return out

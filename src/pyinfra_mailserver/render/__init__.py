@@ -75,6 +75,7 @@ def build_manifest(server: MailServer, distro: Distro) -> Manifest:
         accounts=system.accounts(plan),
         regexp_maps=postfix.regexp_maps(plan),
         sockets=system.sockets(plan),
+        domains=tuple(postfix.served_domains(plan)),
     )
 
 

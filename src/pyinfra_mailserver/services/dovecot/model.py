@@ -16,6 +16,7 @@ from pyinfra_mailserver.model.common import (
     Strict,
     check_address,
     check_domain,
+    check_send_as,
     err,
     q,
 )
@@ -36,12 +37,22 @@ class Mailbox(SecretBacked):
     address: Address
     password: DovecotHash = Field(description='{ARGON2ID}/{SHA512-CRYPT} hash or {"secret": NAME}.')
     quota: str | None = Field(default=None, description="Storage quota such as 500M or 2G (Dovecot quota).")
+    send_as: list[str] = Field(
+        default_factory=list,
+        description="Other envelope senders this login may use (a shared address, @domain for all of a "
+        "domain); it may always send as its own address (smtpd.enforce_sender_login).",
+    )
     probe: bool = Field(
         default=False,
         description="The audit's own login (a monitoring mailbox, at most one). `mailserver secrets "
         "generate` gives it a 32-character random token hashed SHA512-CRYPT with 5000 rounds: stretching "
         "adds nothing to a random token, and each of the audit's logins stays cheap for the host.",
     )
+
+    @field_validator("send_as")
+    @classmethod
+    def _send_as(cls, v: list[str]) -> list[str]:
+        return check_send_as(v, "the mailbox")
 
     @field_validator("quota")
     @classmethod
@@ -191,6 +202,15 @@ def problems(server: MailServer, ok: Callable[..., bool]) -> Problems:
                 else:
                     seen[mb.address] = i
             probes = [i for i, mb in enumerate(v.mailboxes) if mb.probe]
+            for i in probes:
+                if v.mailboxes[i].send_as:
+                    p.append(
+                        (
+                            f"virtual.mailboxes[{i}].send_as",
+                            "the probe mailbox may send only as itself (the audit checks that it "
+                            "cannot use another address) — remove send_as",
+                        )
+                    )
             for i in probes[1:]:
                 p.append(
                     (

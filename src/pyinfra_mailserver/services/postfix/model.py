@@ -68,6 +68,11 @@ MANAGED_PARAMS = frozenset(
         "smtpd_forbid_bare_newline",
         "smtpd_forbid_bare_newline_exclusions",
         "smtpd_forbid_unauth_pipelining",
+        "smtpd_helo_restrictions",
+        "smtpd_sender_restrictions",
+        "smtpd_sender_login_maps",
+        "smtpd_recipient_restrictions",
+        "smtpd_data_restrictions",
         "smtpd_relay_restrictions",
         "smtpd_sasl_type",
         "smtpd_sasl_path",
@@ -113,6 +118,28 @@ class Smtpd(Strict):
         default=True,
         description="smtpd_forbid_unauth_pipelining: drop a client that sends commands before the "
         "answer to the previous one without having been offered PIPELINING (spambots, smuggling).",
+    )
+    enforce_sender_login: bool = Field(
+        default=True,
+        description="A logged-in client may send only as its own addresses (its mailbox, a system "
+        "user's address in each mydestination domain, and the mailbox's `send_as`): "
+        "smtpd_sender_login_maps with reject_authenticated_sender_login_mismatch.",
+    )
+    reject_outside_local_senders: bool = Field(
+        default=True,
+        description="Refuse mail from clients that neither logged in nor are in mynetworks when its "
+        "envelope sender is in a domain this host serves (spoofed local senders on port 25). "
+        "Turn off only if outside hosts legitimately send with your domains' addresses.",
+    )
+    helo_checks: bool = Field(
+        default=True,
+        description="Refuse a HELO/EHLO name that is no valid FQDN nor address literal ('!!bad!!', "
+        "'1.2.3.4', 'localhost') from clients outside mynetworks that did not log in.",
+    )
+    reject_unknown_sender_domain: bool = Field(
+        default=True,
+        description="Refuse (or, on a DNS failure, defer) mail whose sender domain has no MX nor A "
+        "record: bounces could never reach it. Needs working DNS on the host.",
     )
 
 

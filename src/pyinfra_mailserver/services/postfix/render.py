@@ -7,6 +7,69 @@ from pyinfra_mailserver.render.plan import Plan
 from pyinfra_mailserver.render.templating import templated
 
 RELOAD: tuple[ServiceName, ...] = ("postfix",)
+# the owner of a served domain's addresses that no login owns: no login can be named "-" (system user
+# names start with a letter or '_', virtual logins are addresses), so a client that did not log in is
+# refused them (reject_unauthenticated_sender_login_mismatch) and a logged-in one owns none of them
+NO_OWNER = "-"
+
+
+def served_domains(plan: Plan) -> list[str]:
+    """Every domain this host is the final destination for: mydestination, virtual and alias domains."""
+    s = plan.server
+    out = [*s.identity.destinations(), *(s.virtual.all_domains() if s.virtual else [])]
+    return list(dict.fromkeys(out))
+
+
+def sender_owners(plan: Plan) -> dict[str, list[str]]:
+    """smtpd_sender_login_maps: envelope sender (address or @domain) -> the logins that may use it.
+
+    A mailbox owns its address, a system user NAME@ each mydestination domain, both their `send_as`;
+    with smtpd.reject_outside_local_senders every served domain's other addresses belong to NO_OWNER."""
+    s = plan.server
+    if not (s.smtpd.enforce_sender_login or s.smtpd.reject_outside_local_senders):
+        return {}
+    owners: dict[str, set[str]] = {}
+
+    def own(sender: str, login: str) -> None:
+        owners.setdefault(sender.lower(), set()).add(login)
+
+    for mb in s.virtual.mailboxes if s.virtual else []:
+        own(mb.address, mb.address)
+        for other in mb.send_as:
+            own(other, mb.address)
+    for user in s.local.users:
+        for domain in s.identity.destinations():
+            own(f"{user.name}@{domain}", user.name)
+        for other in user.send_as:
+            own(other, user.name)
+    if s.smtpd.reject_outside_local_senders:
+        for domain in served_domains(plan):
+            owners.setdefault(f"@{domain}", {NO_OWNER})
+    return {k: sorted(v) for k, v in sorted(owners.items())}
+
+
+def restrictions(plan: Plan) -> dict[str, list[str]]:
+    """The smtpd_*_restrictions lists main.cf sets, from the smtpd section (empty lists are left out).
+
+    Order matters: a logged-in client is held to its own addresses even from mynetworks; mynetworks
+    and logged-in clients skip the checks meant for unknown clients (their HELO name, a local sender)."""
+    sm = plan.server.smtpd
+    helo = ["reject_invalid_helo_hostname", "reject_non_fqdn_helo_hostname"] if sm.helo_checks else []
+    sender = [
+        *(["reject_authenticated_sender_login_mismatch"] if sm.enforce_sender_login else []),
+        "permit_mynetworks",
+        "reject_non_fqdn_sender",
+        "permit_sasl_authenticated",
+        *(["reject_unauthenticated_sender_login_mismatch"] if sm.reject_outside_local_senders else []),
+        *(["reject_unknown_sender_domain"] if sm.reject_unknown_sender_domain else []),
+    ]
+    out = {
+        "smtpd_helo_restrictions": ["permit_mynetworks", "permit_sasl_authenticated", *helo] if helo else [],
+        "smtpd_sender_restrictions": sender,
+        "smtpd_recipient_restrictions": ["reject_non_fqdn_recipient"],
+        "smtpd_data_restrictions": ["reject_unauth_pipelining"],
+    }
+    return {k: v for k, v in out.items() if v}
 
 
 def _file(
@@ -17,11 +80,20 @@ def _file(
 
 def files(plan: Plan) -> list[ManagedFile]:
     s = plan.server
+    owners = sender_owners(plan)
     out = [
-        _file(plan, plan.postfix_file("main.cf"), "postfix/main.cf.j2"),
+        _file(
+            plan,
+            plan.postfix_file("main.cf"),
+            "postfix/main.cf.j2",
+            restrictions=restrictions(plan),
+            sender_login_map=plan.postfix_file("sender_login") if owners else None,
+        ),
         _file(plan, plan.postfix_file("master.cf"), "postfix/master.cf.j2"),
         _file(plan, plan.distro.aliases_file, "postfix/aliases.j2"),
     ]
+    if owners:
+        out.append(_file(plan, plan.postfix_file("sender_login"), "postfix/sender_login.j2", owners=owners))
     if s.relay.transport:
         out.append(_file(plan, plan.postfix_file("transport"), "postfix/transport.j2"))
     if s.relay.credentials:
@@ -45,6 +117,9 @@ def maps(plan: Plan) -> tuple[PostfixMap, ...]:
             plan.distro.aliases_file, plan.db, "postalias", sorted(s.aliases)[0] if s.aliases else None
         )
     ]
+    owners = sender_owners(plan)
+    if owners:
+        out.append(PostfixMap(plan.postfix_file("sender_login"), plan.db, "postmap", next(iter(owners))))
     if s.relay.transport:
         out.append(
             PostfixMap(plan.postfix_file("transport"), plan.db, "postmap", sorted(s.relay.transport)[0])

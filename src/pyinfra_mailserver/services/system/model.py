@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 
-from pyinfra_mailserver.model.common import ROLES, Problems, Strict, err, q
+from pyinfra_mailserver.model.common import ROLES, Problems, Strict, check_send_as, err, q
 from pyinfra_mailserver.model.passwords import CryptHash, SecretBacked
 from pyinfra_mailserver.services.postfix.model import classify_target, find_cycles
 
@@ -38,6 +38,16 @@ class SystemUser(SecretBacked):
     password: CryptHash = Field(description="'$6$...' or {\"secret\": NAME}; never plaintext.")
     comment: str = Field(default="", max_length=100)
     uid: int | None = Field(default=None, ge=1000, le=60000)
+    send_as: list[str] = Field(
+        default_factory=list,
+        description="Other envelope senders this login may use besides NAME@ each mydestination domain "
+        "(e.g. an alias of the user, @domain for all of a domain; smtpd.enforce_sender_login).",
+    )
+
+    @field_validator("send_as")
+    @classmethod
+    def _send_as(cls, v: list[str]) -> list[str]:
+        return check_send_as(v, "the user")
 
     @field_validator("name")
     @classmethod
@@ -120,7 +130,7 @@ def problems(server: MailServer, ok: Callable[..., bool]) -> Problems:
                     )
         for role, rfc in ROLES:
             if role not in server.aliases and role not in known:
-                p.append(("aliases", f"no {role!r} — {rfc} requires one: add \"{role}\": [\"root\"]"))
+                p.append(("aliases", f'no {role!r} — {rfc} requires one: add "{role}": ["root"]'))
         for cyc in find_cycles(alias_edges):
             p.append((f"aliases{q(cyc[0])}", "alias loop " + " -> ".join(cyc) + " — break the cycle"))
     return p
