@@ -314,6 +314,9 @@ def test_testsaslauthd(dep: Deployment) -> None:
     bad = dep.host.run(f"testsaslauthd -f {sock} -u {a.login} -p wrong")
     assert 'OK "Success."' in good.stdout, good
     assert "NO" in bad.stdout, bad
+    # reference 001's own check, without -f: the default socket path links to the chroot's socket
+    plain = dep.host.run(f"testsaslauthd -u {a.login} -p '{dep.password(a.secret)}'")
+    assert 'OK "Success."' in plain.stdout, plain
 
 
 # -- IMAP and POP3 ---------------------------------------------------------------------------------------

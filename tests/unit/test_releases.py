@@ -162,6 +162,15 @@ def test_saslauthd_native_unit_waits_for_the_pid_file_next_to_its_socket(secrets
     assert "/etc/systemd/system/saslauthd.service.d" in {d.path for d in m.directories}
     sasl = next(s for s in m.services if s.name == "saslauthd")
     assert sasl.daemon_reload and not sasl.reload
-    old = h.manifest("bookworm")  # a SysV-generated unit: no PIDFile to wait for, no drop-in
-    assert dropin not in {f.path for f in old.files}
-    assert not next(s for s in old.services if s.name == "saslauthd").daemon_reload
+    old = h.manifest("bookworm")  # a SysV-generated unit: no PIDFile to wait for
+    assert "PIDFile" not in old.file(dropin).content
+
+
+def test_saslauthd_socket_is_linked_where_testsaslauthd_looks(secrets_env: Path) -> None:
+    (h,) = load_hosts(EXAMPLE, ["mx1.example.org"])
+    dropin = "/etc/systemd/system/saslauthd.service.d/pyinfra-mailserver.conf"
+    for release in ("bookworm", "trixie"):
+        m = h.manifest(release)
+        link = "ExecStartPost=/bin/ln -sfn /var/spool/postfix/var/run/saslauthd/mux /var/run/saslauthd/mux"
+        assert link in m.file(dropin).content, release
+        assert next(s for s in m.services if s.name == "saslauthd").daemon_reload

@@ -20,11 +20,10 @@ def files(plan: Plan) -> list[ManagedFile]:
 
 
 def unit_dropin(plan: Plan) -> str:
-    """The systemd drop-in a native saslauthd unit needs when its socket (and so its PID file) moved
-    out of the default directory; "" when none is needed (a SysV-generated unit has no PIDFile)."""
+    """The systemd drop-in saslauthd needs when its socket moved out of the default directory (into
+    Postfix's chroot): a link at the default path, where testsaslauthd and other local tools look, and
+    for a native unit the PID file that moved with the socket; "" when the socket did not move."""
     d = plan.distro
-    if not (
-        d.saslauthd_native_unit and plan.saslauthd_socket_dir.rstrip("/") != d.saslauthd_default_socket_dir
-    ):
+    if plan.saslauthd_socket_dir.rstrip("/") == d.saslauthd_default_socket_dir:
         return ""
     return f"{d.systemd_unit_dir}/{d.services['saslauthd']}.service.d/pyinfra-mailserver.conf"
