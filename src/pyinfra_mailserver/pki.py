@@ -14,7 +14,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CA_DAYS = 3650
-CERT_DAYS = 825
+# A server certificate's whole validity, backdating included: the 398-day ceiling browsers and Apple's
+# clients enforce for TLS server certificates, minus a day of margin.
+CERT_LIFETIME = dt.timedelta(days=397)
+BACKDATE = dt.timedelta(minutes=5)  # a host whose clock is a little behind still accepts a new cert
 # Renew a server certificate when it has less than this left, or when its names changed.
 RENEW_BEFORE = dt.timedelta(days=30)
 
@@ -164,8 +167,8 @@ def ensure_server_cert(secrets_dir: Path, hostname: str, names: tuple[str, ...])
             .issuer_name(ca_cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=CERT_DAYS))
+            .not_valid_before(now - BACKDATE)
+            .not_valid_after(now - BACKDATE + CERT_LIFETIME)
             .add_extension(_san(names), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 
 from pyinfra_mailserver import distro, pki
@@ -116,6 +118,24 @@ def test_ca_and_server_cert_are_made_once_private_and_valid(tmp_path: Path) -> N
     assert set(san.get_values_for_type(x509.DNSName)) == {"mx1.lab.test", "mail.lab.test"}
     renamed = pki.ensure_server_cert(secrets, "mx1.lab.test", ("mx1.lab.test",))
     assert renamed.key_pem != first.key_pem and renamed.ca_pem == first.ca_pem  # same CA, new cert
+
+
+def test_server_cert_lives_at_most_397_days_and_is_reissued_30_days_before_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Apple's clients refuse server certificates valid for more than 398 days (825 before 2020)."""
+    secrets = tmp_path / "secrets"
+    first = pki.ensure_server_cert(secrets, "mx1.lab.test", ("mx1.lab.test",))
+    leaf = x509.load_pem_x509_certificate(first.cert_pem.encode())
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc <= dt.timedelta(days=397)
+    real = pki._now()
+    monkeypatch.setattr(pki, "_now", lambda: real + dt.timedelta(days=366))  # 31 days left: kept
+    assert pki.ensure_server_cert(secrets, "mx1.lab.test", ("mx1.lab.test",)).cert_pem == first.cert_pem
+    monkeypatch.setattr(pki, "_now", lambda: real + dt.timedelta(days=368))  # 29 days left: re-issued
+    again = pki.ensure_server_cert(secrets, "mx1.lab.test", ("mx1.lab.test",))
+    assert again.cert_pem != first.cert_pem
+    renewed = x509.load_pem_x509_certificate(again.cert_pem.encode())
+    assert renewed.not_valid_after_utc > leaf.not_valid_after_utc
 
 
 def _manifest() -> Manifest:

@@ -20,12 +20,14 @@ from typing import Any, cast
 
 from cryptography import x509
 
+from pyinfra_mailserver import pki
 from pyinfra_mailserver.audit import tlsprobe
 from pyinfra_mailserver.manifest import Port
 from pyinfra_mailserver.report import CheckResult, CheckSet, Severity, Status, in_parallel
 
 FOREIGN_RCPT = "relay-probe@relay-test.invalid"  # a domain no host can be the destination of
-EXPIRY_DAYS = 21
+# as soon as a deploy would re-issue a generated certificate, so that the finding and its fix agree
+EXPIRY_DAYS = pki.RENEW_BEFORE.days
 SMTP_PROTOCOLS = ("smtp", "submission", "smtps")
 IMAP_PROTOCOLS = ("imap", "imaps")
 POP3_PROTOCOLS = ("pop3", "pop3s")
