@@ -245,7 +245,9 @@ def test_alias_and_list_delivery(net: Deployment, kind: str) -> None:
 
 def test_quota_enforced(net: Deployment) -> None:
     """A message larger than the mailbox's quota is refused by Dovecot's LMTP (Postfix logs the 552) and
-    never reaches the Maildir, while a small one to the same mailbox still arrives."""
+    never reaches the Maildir, while a small one to the same mailbox still arrives. The client does not
+    announce the size (no SIZE= in MAIL FROM), so the RCPT-time quota check cannot refuse it earlier
+    (that one: tests/e2e/test_hardening.py)."""
     if net.variant != "virtual":
         pytest.skip("quotas are per virtual mailbox")
     a = account(net, QUOTA_BOX)
@@ -255,7 +257,10 @@ def test_quota_enforced(net: Deployment) -> None:
     m.set_content(f"body {big}\n" + ("y" * 76 + "\n") * 20000)  # ~1.5 MB, over the 1M quota
     with smtplib.SMTP(net.fqdn, 25, timeout=60, local_hostname="client.test") as s:
         s.starttls(context=net.tls())
-        s.send_message(m, to_addrs=[QUOTA_BOX])
+        s.ehlo()
+        assert s.mail(m["From"])[0] == 250  # no SIZE= option
+        assert s.rcpt(QUOTA_BOX)[0] == 250
+        assert s.data(m.as_bytes())[0] == 250
     line = net.wait_on_host(
         f"journalctl -q --no-pager --since @{since} | grep -F 'to=<{QUOTA_BOX}>' | grep -F 'Quota exceeded'"
     )

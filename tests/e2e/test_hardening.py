@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from email.message import EmailMessage
 
 import pytest
-from e2e_support import Deployment, resolving
+from e2e_support import QUOTA_BOX, Deployment, resolving
 
 from pyinfra_mailserver.audit import tlsprobe
 from pyinfra_mailserver.lab.pytest_plugin import TEST_RELEASES
@@ -330,3 +330,33 @@ def test_every_domain_answers_postmaster_and_abuse(each: Deployment) -> None:
         s.mail(OUTSIDE_SENDER)
         answers = {f"{r}@{d}": s.rcpt(f"{r}@{d}")[0] for d in domains for r in ("postmaster", "abuse")}
     assert set(answers.values()) == {250}, answers
+
+
+# -- no backscatter -----------------------------------------------------------------------------------------
+
+
+def test_over_quota_mail_is_refused_at_rcpt(dep: Deployment) -> None:
+    """Reproduced: a 1.5 MB message to a mailbox with a 1 MB quota was accepted with 250, then LMTP said
+    552 and Postfix bounced it to the outside sender. Now Dovecot's quota-status refuses it at RCPT."""
+    since = int(dep.host.check("date +%s"))
+    tok = f"quota-{uuid.uuid4().hex[:12]}"
+    m = EmailMessage()
+    sender = f"{tok}@sender.test"  # this test's own: what it finds in the queue and the log is its own
+    m["From"], m["To"], m["Subject"] = sender, QUOTA_BOX, tok
+    m.set_content(f"{tok}\n" + ("y" * 76 + "\n") * 20000)  # ~1.5 MB
+    size = len(m.as_bytes())
+    with resolving(dep.fqdn, dep.host.ip), session(dep, 25) as s:
+        assert s.has_extn("size")
+        assert s.mail(sender, [f"SIZE={size}"])[0] == 250
+        code, msg = s.rcpt(QUOTA_BOX)
+        assert code == 552 and b"5.2.2" in msg, (code, msg)
+        assert s.rcpt(RECIPIENT)[0] == 250  # a mailbox with room takes the same message
+        s.rset()
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+            s.send_message(m, to_addrs=[QUOTA_BOX])  # smtplib announces SIZE= itself
+        assert refused.value.recipients[QUOTA_BOX][0] == 552
+    # nothing was queued (qmgr logs from=<...> for every message it takes), so nothing can bounce to the
+    # sender, which may be forged
+    assert sender not in dep.host.check("postqueue -j")
+    log = dep.host.run(f"journalctl -q --no-pager --since @{since} | grep -F 'from=<{sender}>'").stdout
+    assert log == "", log

@@ -194,7 +194,11 @@ def test_manifest_of_virtual_host(secrets_env: Path) -> None:
     }
     assert all(mp.sample_key for mp in m.maps)
     assert "dovecot-lmtpd" in m.packages
-    assert m.sockets == ("/var/spool/postfix/private/auth", "/var/spool/postfix/private/dovecot-lmtp")
+    assert m.sockets == (
+        "/var/spool/postfix/private/auth",
+        "/var/spool/postfix/private/dovecot-lmtp",
+        "/var/spool/postfix/private/quota-status",  # the example's mailboxes have quotas
+    )
 
 
 def test_postconf_dict_matches_main_cf(secrets_env: Path) -> None:

@@ -15,6 +15,7 @@ from pyinfra_mailserver.model import MailServer
 
 HEADER = "Managed by pyinfra-mailserver — do not edit: changes are overwritten on the next deploy."
 LMTP_SOCKET = "private/dovecot-lmtp"  # relative to Postfix's queue directory
+QUOTA_STATUS_SOCKET = "private/quota-status"  # Dovecot's quota policy service, for Postfix's smtpd
 
 
 def tls_protocols(distro: Distro, minimum: str) -> str:
@@ -60,6 +61,14 @@ class Plan:
     @property
     def lmtp_socket_path(self) -> str:
         return f"{self.queue}/{LMTP_SOCKET}"
+
+    @property
+    def quota_status_socket(self) -> str:
+        return QUOTA_STATUS_SOCKET
+
+    @property
+    def quota_status_socket_path(self) -> str:
+        return f"{self.queue}/{QUOTA_STATUS_SOCKET}"
 
     @property
     def auth_socket(self) -> str:
@@ -121,6 +130,11 @@ class Plan:
     def has_quota(self) -> bool:
         v = self.server.virtual
         return v is not None and any(mb.quota for mb in v.mailboxes)
+
+    @property
+    def quota_status_overquota(self) -> str:
+        """The policy answer for a message that does not fit: 552 5.2.2, as LMTP itself would say."""
+        return "552 5.2.2 Mailbox is full"
 
     def dovecot_file(self, name: str) -> str:
         return str(PurePosixPath(self.distro.dovecot_dir) / name)

@@ -66,7 +66,12 @@ def restrictions(plan: Plan) -> dict[str, list[str]]:
     out = {
         "smtpd_helo_restrictions": ["permit_mynetworks", "permit_sasl_authenticated", *helo] if helo else [],
         "smtpd_sender_restrictions": sender,
-        "smtpd_recipient_restrictions": ["reject_non_fqdn_recipient"],
+        "smtpd_recipient_restrictions": [
+            "reject_non_fqdn_recipient",
+            # Dovecot answers whether the message (its SIZE=, when the client says it) fits the mailbox:
+            # over quota is refused now, rather than accepted and bounced to a sender that may be forged
+            *([f"check_policy_service unix:{plan.quota_status_socket}"] if plan.has_quota else []),
+        ],
         "smtpd_data_restrictions": ["reject_unauth_pipelining"],
     }
     return {k: v for k, v in out.items() if v}

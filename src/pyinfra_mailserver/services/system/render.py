@@ -209,4 +209,6 @@ def sockets(plan: Plan) -> tuple[str, ...]:
         out.append(plan.auth_socket_path)
     if "lmtp" in plan.protocols:
         out.append(plan.lmtp_socket_path)
+    if plan.has_quota:
+        out.append(plan.quota_status_socket_path)
     return tuple(out)
