@@ -360,3 +360,29 @@ def test_over_quota_mail_is_refused_at_rcpt(dep: Deployment) -> None:
     assert sender not in dep.host.check("postqueue -j")
     log = dep.host.run(f"journalctl -q --no-pager --since @{since} | grep -F 'from=<{sender}>'").stdout
     assert log == "", log
+
+
+# -- what port 25 gives a client it does not know ------------------------------------------------------------
+
+
+def test_a_client_that_talks_before_the_greeting_is_refused(dep: Deployment, deployments: object) -> None:
+    """postscreen: a zombie that sends its commands before the 220 gets its RCPT refused (550 5.5.1),
+    logged as PREGREET. The client is the other lab host of the release (postscreen remembers the
+    controller, which passed its test in earlier sessions, and would not test it again)."""
+    client = deployed(deployments, "saslauthd", dep.release)
+    ip = dep.host.ip
+    out = client.host.run(
+        "timeout 60 bash -c 'exec 3<>/dev/tcp/" + ip + "/25; "
+        'printf "EHLO zombie.test\\r\\nMAIL FROM:<z@zombie.test>\\r\\nRCPT TO:<' + RECIPIENT + ">\\r\\n"
+        "QUIT\\r\\n\" >&3; cat <&3'"
+    ).stdout
+    assert "550 5.5.1" in out and "221" in out, out
+    log = dep.wait_on_host(f"journalctl -q --no-pager | grep -F 'PREGREET' | grep -F '[{client.host.ip}]'")
+    assert client.host.ip in log, log
+
+
+def test_etrn_is_refused_outside_mynetworks(each: Deployment) -> None:
+    """Reproduced: ETRN (flush the queue for a domain) was open to anyone."""
+    with resolving(each.fqdn, each.host.ip), session(each, 25) as s:
+        code, msg = s.docmd("ETRN", each.fqdn)
+    assert code == 554 and b"Access denied" in msg, (code, msg)

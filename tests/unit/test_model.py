@@ -301,6 +301,12 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("no-postmaster", {"aliases": {"abuse": ["root"]}}, "aliases", "postmaster"),
     ("no-abuse", {"aliases": {"postmaster": ["root"]}}, "aliases", "RFC 2142"),
     (
+        "dnsbl-site-garbage",
+        {"smtpd": {"postscreen": {"dnsbl_sites": ["zen.spamhaus.org**3"]}}},
+        "smtpd.postscreen.dnsbl_sites",
+        "domain[=filter][*weight]",
+    ),
+    (
         "send-as-not-an-address",
         virt(mailboxes=[{"address": "alice@example.net", "password": ARGON, "send_as": ["the boss"]}]),
         "virtual.mailboxes[0].send_as",

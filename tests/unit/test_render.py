@@ -332,3 +332,24 @@ def test_sender_checks_follow_the_smtpd_section() -> None:
     only_outside = main_cf(enforce_sender_login=False)
     assert "reject_authenticated_sender_login_mismatch" not in only_outside["smtpd_sender_restrictions"]
     assert only_outside["smtpd_sender_login_maps"] == "hash:/etc/postfix/sender_login"
+
+
+def test_postscreen_screens_port_25_only_and_its_dnsbl_is_optional() -> None:
+    def manifest(**postscreen: Any) -> Any:
+        data = {**SENDERS, "smtpd": {"postscreen": postscreen}}
+        return build_manifest(validate_server(data, hostname="mx.example.org"), distro.DEBIAN)
+
+    m = manifest()
+    assert "smtp inet n - y - 1 postscreen" in m.postconf_master
+    assert "smtpd pass - - y - - smtpd" in m.postconf_master
+    assert {"dnsblog unix - - y - 0 dnsblog", "tlsproxy unix - - y - 0 tlsproxy"} <= set(m.postconf_master)
+    assert m.postconf["postscreen_greet_action"] == "enforce"
+    assert "postscreen_dnsbl_sites" not in m.postconf  # no DNSBL unless listed
+    assert not [s for s in m.postconf_master if s.startswith(("submission", "smtps")) and "postscreen" in s]
+    listed = manifest(dnsbl_sites=["zen.spamhaus.org*3", "bl.spamcop.net*1"], dnsbl_threshold=3)
+    assert listed.postconf["postscreen_dnsbl_sites"] == "zen.spamhaus.org*3, bl.spamcop.net*1"
+    assert listed.postconf["postscreen_dnsbl_action"] == "enforce"
+    off = manifest(enabled=False)
+    assert "smtp inet n - y - - smtpd" in off.postconf_master
+    assert not [s for s in off.postconf_master if "postscreen" in s or s.startswith("smtpd pass")]
+    assert "postscreen_greet_action" not in off.postconf

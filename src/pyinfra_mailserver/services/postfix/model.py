@@ -73,6 +73,11 @@ MANAGED_PARAMS = frozenset(
         "smtpd_sender_login_maps",
         "smtpd_recipient_restrictions",
         "smtpd_data_restrictions",
+        "postscreen_greet_action",
+        "postscreen_dnsbl_sites",
+        "postscreen_dnsbl_threshold",
+        "postscreen_dnsbl_action",
+        "smtpd_etrn_restrictions",
         "smtpd_relay_restrictions",
         "smtpd_sasl_type",
         "smtpd_sasl_path",
@@ -101,6 +106,49 @@ MANAGED_PARAMS = frozenset(
 
 
 # ---- How the SMTP server reads what clients send.
+
+
+_DNSBL = re.compile(
+    r"^(?P<domain>[a-z0-9.-]+)(?:=(?P<filter>[0-9.;\[\]-]+))?(?:\*(?P<weight>-?[0-9]{1,3}))?$"
+)
+
+
+class Postscreen(Strict):
+    """postscreen(8) in front of port 25: one process screens every new client before an smtpd serves
+    it, so zombies that talk before the greeting (and, with DNSBL sites, listed addresses) never reach
+    smtpd. A client that passed is remembered (postscreen_cache_map) and not delayed again."""
+
+    enabled: bool = Field(default=True, description="Screen port 25 with postscreen (the login ports never).")
+    greet_action: Literal["enforce", "drop", "ignore"] = Field(
+        default="enforce",
+        description="A client that speaks before the greeting (pregreet): 'enforce' refuses its "
+        "recipients with 550 and logs them, 'drop' hangs up with 521, 'ignore' only logs.",
+    )
+    dnsbl_sites: list[str] = Field(
+        default_factory=list,
+        description="DNS blocklists as postscreen_dnsbl_sites, e.g. 'zen.spamhaus.org*3', "
+        "'bl.spamcop.net*1'; empty: no DNSBL (a public resolver is refused by most lists).",
+    )
+    dnsbl_threshold: int = Field(default=3, ge=1, le=100, description="Weight that makes a client listed.")
+    dnsbl_action: Literal["enforce", "drop", "ignore"] = Field(
+        default="enforce", description="What a listed client gets (as greet_action)."
+    )
+
+    @field_validator("dnsbl_sites")
+    @classmethod
+    def _sites(cls, v: list[str]) -> list[str]:
+        out: list[str] = []
+        for site in v:
+            m = _DNSBL.match(site.strip().lower())
+            if not m:
+                raise err(
+                    "dnsbl",
+                    f"dnsbl site {site!r}: use domain[=filter][*weight], e.g. zen.spamhaus.org*3 "
+                    "or b.barracudacentral.org=127.0.0.2*2",
+                )
+            check_domain(m.group("domain"), what=f"dnsbl site {site!r}")
+            out.append(site.strip().lower())
+        return out
 
 
 class Smtpd(Strict):
@@ -136,6 +184,7 @@ class Smtpd(Strict):
         description="Refuse a HELO/EHLO name that is no valid FQDN nor address literal ('!!bad!!', "
         "'1.2.3.4', 'localhost') from clients outside mynetworks that did not log in.",
     )
+    postscreen: Postscreen = Field(default_factory=Postscreen)
     reject_unknown_sender_domain: bool = Field(
         default=True,
         description="Refuse (or, on a DNS failure, defer) mail whose sender domain has no MX nor A "

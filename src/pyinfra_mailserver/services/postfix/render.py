@@ -73,6 +73,8 @@ def restrictions(plan: Plan) -> dict[str, list[str]]:
             *([f"check_policy_service unix:{plan.quota_status_socket}"] if plan.has_quota else []),
         ],
         "smtpd_data_restrictions": ["reject_unauth_pipelining"],
+        # ETRN makes the server flush its queue for a domain: only for the host's own networks
+        "smtpd_etrn_restrictions": ["permit_mynetworks", "reject"],
     }
     return {k: v for k, v in out.items() if v}
 
