@@ -39,6 +39,9 @@ class Distro:
     dovecot_core_packages: tuple[str, ...]
     dovecot_protocol_packages: dict[str, tuple[str, ...]]
     saslauthd_packages: tuple[str, ...]
+    # fail2ban with its journal backend and the nftables it bans with
+    fail2ban_packages: tuple[str, ...]
+    fail2ban_dir: str
     sasl_client_packages: tuple[str, ...]  # SASL mechanisms for Postfix's SMTP client (relay login)
     procmail_package: str
     maildrop_package: str
@@ -156,6 +159,8 @@ _DEBIAN = Distro(
         "lmtp": ("dovecot-lmtpd",),
     },
     saslauthd_packages=("sasl2-bin", "libsasl2-modules"),
+    fail2ban_packages=("fail2ban", "python3-systemd", "nftables"),
+    fail2ban_dir="/etc/fail2ban",
     sasl_client_packages=("libsasl2-modules",),
     procmail_package="procmail",
     maildrop_package="maildrop",
@@ -174,7 +179,7 @@ _DEBIAN = Distro(
     postfix_user="postfix",
     sasl_group="sasl",
     dovecot_user="dovecot",
-    services={"postfix": "postfix", "dovecot": "dovecot", "saslauthd": "saslauthd"},
+    services={"postfix": "postfix", "dovecot": "dovecot", "saslauthd": "saslauthd", "fail2ban": "fail2ban"},
     default_database_type="hash",
     saslauthd_defaults_style="debian",
     policy_rc_d="/usr/sbin/policy-rc.d",
@@ -194,6 +199,8 @@ _RHEL = Distro(
     dovecot_core_packages=("dovecot",),
     dovecot_protocol_packages={"imap": (), "pop3": (), "lmtp": ()},
     saslauthd_packages=("cyrus-sasl", "cyrus-sasl-plain"),
+    fail2ban_packages=("fail2ban-server", "fail2ban-systemd", "nftables"),
+    fail2ban_dir="/etc/fail2ban",
     sasl_client_packages=("cyrus-sasl-plain",),
     procmail_package="procmail",
     maildrop_package="maildrop",
@@ -212,7 +219,7 @@ _RHEL = Distro(
     postfix_user="postfix",
     sasl_group="saslauth",
     dovecot_user="dovecot",
-    services={"postfix": "postfix", "dovecot": "dovecot", "saslauthd": "saslauthd"},
+    services={"postfix": "postfix", "dovecot": "dovecot", "saslauthd": "saslauthd", "fail2ban": "fail2ban"},
     default_database_type="lmdb",
     saslauthd_defaults_style="rhel",
     postfix_map_type_packages={"lmdb": ("postfix-lmdb",), "pcre": ("postfix-pcre",), "cdb": ("postfix-cdb",)},

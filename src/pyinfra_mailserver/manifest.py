@@ -13,7 +13,7 @@ from typing import Literal
 
 from pyinfra_mailserver.distro import Distro
 
-ServiceName = Literal["postfix", "dovecot", "saslauthd"]
+ServiceName = Literal["postfix", "dovecot", "saslauthd", "fail2ban"]
 MapCommand = Literal["postmap", "postalias"]
 TlsMode = Literal["starttls", "implicit", "none"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -497,3 +498,25 @@ def test_an_unreadable_passwd_file_is_not_reported_as_plaintext_passwords() -> N
     [res] = checks.results
     assert res.status is Status.ERROR and "not checked" in res.message
     assert "No such file" not in res.message and "plaintext passwords" not in res.message
+
+
+def test_fail2ban_jails_must_all_run() -> None:
+    jails = ManagedFile(
+        "/etc/fail2ban/jail.d/pyinfra-mailserver.local", "[DEFAULT]\n[postfix-sasl]\n[dovecot]\n"
+    )
+    m = replace(
+        manifest(),
+        files=(*manifest().files, replace(jails, service="fail2ban")),
+        services=(*manifest().services, Service("fail2ban", "fail2ban")),
+    )
+
+    def run(section: Section) -> CheckResult:
+        sections = inside_sections(fail2ban=section)
+        return verdicts(evaluate_inside("mx1", m, sections, HostSettings(), "-24h"))["fail2ban.jails"]
+
+    ok = run(Section(0, ["Status", "|- Number of jail:\t2", "`- Jail list:\tdovecot, postfix-sasl"]))
+    assert ok.status is Status.PASS, ok.message
+    one = run(Section(0, ["Status", "|- Number of jail:\t1", "`- Jail list:\tpostfix-sasl"]))
+    assert one.status is Status.FAIL and "dovecot" in one.message
+    down = run(Section(255, ["ERROR   Failed to access socket path: /var/run/fail2ban/fail2ban.sock"]))
+    assert down.status is Status.FAIL and "postfix-sasl" in down.message and "socket" in down.message

@@ -33,6 +33,7 @@ MAILSERVER = str(Path(sys.executable).parent / "mailserver")
 SINK_PORT = 2525
 # the virtual variant's mailbox with a tiny quota, for the test that quotas are enforced
 QUOTA_BOX, QUOTA = "bob@example.com", "1M"
+BANTIME = 40  # seconds: short enough for a test to see a ban lift
 EXAMPLES = {
     "virtual": REPO / "inventories" / "group_data" / "example_virtual.py",
     "saslauthd": REPO / "inventories" / "group_data" / "example_saslauthd.py",
@@ -59,6 +60,9 @@ def group_data_source(
         "mailserver['services']['pop3'] = {'enabled': True}",
         # no DNS in the lab: sender domains cannot be looked up (the check would defer every message)
         "mailserver.setdefault('smtpd', {})['reject_unknown_sender_domain'] = False",
+        # the controller tries wrong passwords on purpose: never banned; short bans, so a test sees one end
+        f"mailserver['fail2ban'] = {{'ignore_ip': ['{bridge_ip}/32'], 'maxretry': 3, 'findtime': 600, "
+        f"'bantime': {BANTIME}}}",
         "mailserver['services']['pop3s'] = {'enabled': True}",
     ]
     if variant == "virtual":  # a mailbox small enough to fill with one message (QUOTA_BOX)

@@ -208,7 +208,7 @@ def test_stale_map(virtual: Manifest) -> None:
 
 def test_units_enable_start_and_pending(virtual: Manifest) -> None:
     snap = clean(virtual)
-    units = {"postfix": ("active", "disabled"), "dovecot": ("failed", "enabled")}
+    units = {**snap.units, "postfix": ("active", "disabled"), "dovecot": ("failed", "enabled")}
     paths = {
         **snap.paths,
         STAGE.pending("postfix"): FileState(STAGE.pending("postfix"), "file", "root", "root", "600", 1),

@@ -292,12 +292,17 @@ def test_each_login_owns_its_addresses_and_its_send_as() -> None:
     assert owners["@lists.test"] == "alice@example.net"  # a whole outside domain, explicitly
     assert owners["bob@mx.example.org"] == owners["bob@example.org"] == "bob"  # each mydestination domain
     assert owners["bob.leponge@example.org"] == "bob"
-    # every other address of a served domain is owned by no login: refused without AUTH, and with it
-    assert {k: v for k, v in owners.items() if v == "-"} == {
-        "@example.net": "-",
-        "@example.org": "-",
-        "@mx.example.org": "-",
-    }
+    assert "carol@example.org" not in owners  # an address nobody owns: refused to every login
+    # without a login, a sender in any served domain is refused (port 25 runs no SASL, so smtpd would
+    # ignore reject_unauthenticated_sender_login_mismatch there)
+    m = build_manifest(validate_server(SENDERS, hostname="mx.example.org"), distro.DEBIAN)
+    refused = [line.split(" ", 1)[0] for line in m.file("/etc/postfix/local_senders").content.splitlines()]
+    assert [r for r in refused if not r.startswith("#")] == [
+        r"/@mx\.example\.org$/",
+        r"/@example\.org$/",
+        r"/@example\.net$/",
+    ]
+    assert "regexp:/etc/postfix/local_senders" in m.regexp_maps
 
 
 def test_sender_checks_follow_the_smtpd_section() -> None:
@@ -312,7 +317,7 @@ def test_sender_checks_follow_the_smtpd_section() -> None:
         "permit_mynetworks",
         "reject_non_fqdn_sender",
         "permit_sasl_authenticated",
-        "reject_unauthenticated_sender_login_mismatch",
+        "check_sender_access regexp:/etc/postfix/local_senders",
         "reject_unknown_sender_domain",
     ]
     assert "reject_invalid_helo_hostname" in on["smtpd_helo_restrictions"]
@@ -331,7 +336,8 @@ def test_sender_checks_follow_the_smtpd_section() -> None:
     )
     only_outside = main_cf(enforce_sender_login=False)
     assert "reject_authenticated_sender_login_mismatch" not in only_outside["smtpd_sender_restrictions"]
-    assert only_outside["smtpd_sender_login_maps"] == "hash:/etc/postfix/sender_login"
+    assert "smtpd_sender_login_maps" not in only_outside
+    assert "local_senders" in only_outside["smtpd_sender_restrictions"]
 
 
 def test_postscreen_screens_port_25_only_and_its_dnsbl_is_optional() -> None:
@@ -353,3 +359,22 @@ def test_postscreen_screens_port_25_only_and_its_dnsbl_is_optional() -> None:
     assert "smtp inet n - y - - smtpd" in off.postconf_master
     assert not [s for s in off.postconf_master if "postscreen" in s or s.startswith("smtpd pass")]
     assert "postscreen_greet_action" not in off.postconf
+
+
+def test_fail2ban_jails_read_the_journal_and_never_ban_trusted_networks() -> None:
+    def manifest(release: distro.Distro, **fail2ban: Any) -> Any:
+        data = {**SENDERS, "fail2ban": fail2ban}
+        return build_manifest(validate_server(data, hostname="mx.example.org"), release)
+
+    m = manifest(distro.BOOKWORM, ignore_ip=["192.0.2.7/32"], maxretry=3, bantime=60)
+    jail = m.file("/etc/fail2ban/jail.d/pyinfra-mailserver.local").content
+    assert "ignoreip = 127.0.0.0/8 ::1/128 192.0.2.7/32" in jail  # loopback, mynetworks, the list
+    assert "maxretry = 3" in jail and "bantime = 60" in jail and "backend = systemd" in jail
+    assert "[postfix-sasl]" in jail and "[dovecot]" in jail and "banaction = nftables-multiport" in jail
+    assert "journalmatch = _SYSTEMD_UNIT=postfix.service + _SYSTEMD_UNIT=postfix@-.service" in jail
+    assert "port = 25,110,143,465,587,993,995" in jail or "port = 25," in jail
+    assert {"fail2ban", "python3-systemd", "nftables"} <= set(m.packages)
+    assert any(s.name == "fail2ban" for s in m.services)
+    off = manifest(distro.TRIXIE, enabled=False)
+    assert not off.files_for("fail2ban") and "fail2ban" not in off.packages
+    assert not any(s.name == "fail2ban" for s in off.services)

@@ -19,6 +19,7 @@ from typing import Any
 from pyinfra_mailserver.audit.remote import Section, Target
 from pyinfra_mailserver.manifest import Account, Manifest
 from pyinfra_mailserver.report import CheckResult, CheckSet, Severity, Status, in_parallel
+from pyinfra_mailserver.services.fail2ban import checks as fail2ban_checks
 
 AUDIT_DATA_KEY = "mailserver_audit"
 PROBE_PASSWORD_ENV = "MAILSERVER_PROBE_PASSWORD"
@@ -104,11 +105,17 @@ def probe_account(
 
 
 def smtpd_policy(m: Manifest) -> frozenset[str]:
-    """The restriction steps of main.cf's smtpd_*_restrictions, as the manifest says the host has them."""
+    """The restriction steps of main.cf's smtpd_*_restrictions, as the manifest says the host has them;
+    the table of local senders refused without login stands as LOCAL_SENDERS_REFUSED."""
+    from pyinfra_mailserver.audit.probes import LOCAL_SENDERS_REFUSED
+    from pyinfra_mailserver.services.postfix.render import LOCAL_SENDERS
+
     steps: set[str] = set()
     for key, value in m.postconf.items():
         if key.startswith("smtpd_") and key.endswith("_restrictions"):
             steps.update(value.replace(",", " ").split())
+    if f"regexp:{m.distro.postfix_dir}/{LOCAL_SENDERS}" in steps:
+        steps.add(LOCAL_SENDERS_REFUSED)
     return frozenset(steps)
 
 
@@ -184,6 +191,8 @@ def inside_commands(
             f"if [ -r {q} ]; then grep -E {shlex.quote(pattern)} {q} | cut -d: -f1; "
             f'else echo "cannot read {passwd_files[0]}"; exit 2; fi'
         )
+    if any(s.name == "fail2ban" for s in m.services):
+        cmds["fail2ban"] = "fail2ban-client status"
     if m.sasl_backend == "saslauthd":
         sock = next((s for s in m.sockets if s.endswith("/mux")), None)
         cmds["saslauthd_active"] = f"systemctl is-active {shlex.quote(d.services['saslauthd'])}"
@@ -378,6 +387,8 @@ def evaluate_inside(
     check_secret_files(checks, sections.get("secret_files"))
     check_plain_hashes(checks, m, sections.get("plain_hashes"))
     check_saslauthd(checks, m, sections)
+    f2b = sections.get("fail2ban")
+    fail2ban_checks.audit_jails(checks, m, f2b.rc if f2b else None, f2b.text if f2b else "")
     check_queue(checks, sections.get("queue"), settings)
     check_log(checks, sections.get("log"), settings, since)
     return [_mask(r, m) for r in checks.results]

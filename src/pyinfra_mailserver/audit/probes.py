@@ -31,6 +31,8 @@ EXPIRY_DAYS = pki.RENEW_BEFORE.days
 SMTP_PROTOCOLS = ("smtp", "submission", "smtps")
 IMAP_PROTOCOLS = ("imap", "imaps")
 POP3_PROTOCOLS = ("pop3", "pop3s")
+# the policy step that stands for "local senders need a login" (checks.smtpd_policy adds it)
+LOCAL_SENDERS_REFUSED = "local-senders-refused"
 BAD_HELO = "!!bad!!"  # no hostname nor address literal: what spambots greet with
 SPOOF_LOCAL_PART = "audit-spoof-check"  # a sender the probe account owns by no rule
 TLS_CHECKS = (
@@ -134,7 +136,7 @@ def _outsider_checks(session: _Smtp, t: ProbeTarget, checks: CheckSet, label: st
     """A client that neither logged in nor is in mynetworks may not use a local sender address nor greet
     with a name that is no FQDN; both are refused at RCPT (smtpd_delay_reject), so nothing is sent."""
     wanted = [
-        ("smtp.local_sender_refused", "reject_unauthenticated_sender_login_mismatch"),
+        ("smtp.local_sender_refused", LOCAL_SENDERS_REFUSED),
         ("smtp.helo_checked", "reject_invalid_helo_hostname"),
     ]
     wanted = [(cid, step) for cid, step in wanted if step in t.policy]
@@ -152,7 +154,7 @@ def _outsider_checks(session: _Smtp, t: ProbeTarget, checks: CheckSet, label: st
                 f"{label}: MAIL FROM <{rcpt}> without login answered {code} {msg} (local sender spoofing)",
                 ok_message=f"{label}: a local sender without login refused ({code})",
                 severity=Severity.HIGH,
-                fix="reject_unauthenticated_sender_login_mismatch in smtpd_sender_restrictions "
+                fix="check_sender_access with the served domains in smtpd_sender_restrictions "
                 "(smtpd.reject_outside_local_senders)",
             )
         else:

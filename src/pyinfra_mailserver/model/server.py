@@ -17,6 +17,7 @@ from pyinfra_mailserver.distro import Family
 from pyinfra_mailserver.model.common import Problems, Strict, check_domain, check_param_name, err
 from pyinfra_mailserver.model.services import Services
 from pyinfra_mailserver.services.dovecot.model import Virtual
+from pyinfra_mailserver.services.fail2ban.model import Fail2ban
 from pyinfra_mailserver.services.postfix.model import HeaderCheck, Identity, Relay, Smtpd, check_aliases
 from pyinfra_mailserver.services.sasl.model import Sasl
 from pyinfra_mailserver.services.system.model import LocalDelivery
@@ -32,6 +33,7 @@ class MailServer(Strict):
     distro: Family | None = Field(default=None, description="debian | rhel; default: from host facts.")
     identity: Identity = Field(default_factory=Identity)
     smtpd: Smtpd = Field(default_factory=Smtpd)
+    fail2ban: Fail2ban = Field(default_factory=Fail2ban)
     relay: Relay = Field(default_factory=Relay)
     local: LocalDelivery = Field(default_factory=LocalDelivery)
     aliases: dict[str, list[str]] = Field(

@@ -33,12 +33,19 @@ def build_manifest(server: MailServer, distro: Distro) -> Manifest:
     """Everything the host must look like, derived once from the model and the distro row."""
     # the services' render modules read the Plan of this package: imported here, not at its import
     from pyinfra_mailserver.services.dovecot import render as dovecot
+    from pyinfra_mailserver.services.fail2ban import render as fail2ban
     from pyinfra_mailserver.services.postfix import render as postfix
     from pyinfra_mailserver.services.sasl import render as sasl
     from pyinfra_mailserver.services.system import render as system
 
     plan = Plan(server, distro)
-    files = [*postfix.files(plan), *sasl.files(plan), *dovecot.files(plan), *system.files(plan)]
+    files = [
+        *postfix.files(plan),
+        *sasl.files(plan),
+        *dovecot.files(plan),
+        *fail2ban.files(plan),
+        *system.files(plan),
+    ]
     main_cf = next(f for f in files if f.path == plan.postfix_file("main.cf"))
     master_cf = next(f for f in files if f.path == plan.postfix_file("master.cf"))
     replaced = distro.replaced_units.get("postfix", ())
@@ -54,6 +61,8 @@ def build_manifest(server: MailServer, distro: Distro) -> Manifest:
                 daemon_reload=bool(sasl.unit_dropin(plan)),
             )
         )
+    if plan.uses_fail2ban:
+        services.append(Service("fail2ban", distro.services["fail2ban"]))
     return Manifest(
         hostname=plan.hostname,
         distro=distro,

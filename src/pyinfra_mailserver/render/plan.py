@@ -86,6 +86,10 @@ class Plan:
         return self.server.sasl is not None and self.server.sasl.backend == "saslauthd"
 
     @property
+    def uses_fail2ban(self) -> bool:
+        return self.server.fail2ban.enabled
+
+    @property
     def uses_dovecot_sasl(self) -> bool:
         return self.server.sasl is not None and self.server.sasl.backend == "dovecot"
 
@@ -135,6 +139,11 @@ class Plan:
     def quota_status_overquota(self) -> str:
         """The policy answer for a message that does not fit: 552 5.2.2, as LMTP itself would say."""
         return "552 5.2.2 Mailbox is full"
+
+    @property
+    def quota_status_toolarge(self) -> str:
+        """The policy answer for a message larger than the whole quota."""
+        return "552 5.2.2 Message is larger than the mailbox quota"
 
     def dovecot_file(self, name: str) -> str:
         return str(PurePosixPath(self.distro.dovecot_dir) / name)

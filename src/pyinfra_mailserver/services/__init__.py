@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-NAMES = ("system", "tls", "postfix", "sasl", "dovecot")
+NAMES = ("system", "tls", "postfix", "sasl", "dovecot", "fail2ban")
 PHASES = ("install", "configure", "activate")
 
 
@@ -20,27 +20,29 @@ def deploys() -> tuple[ModuleType, ...]:
     (files are owned by the users the packages make), TLS files before the daemons whose checks read
     them."""
     from pyinfra_mailserver.services.dovecot import deploy as dovecot
+    from pyinfra_mailserver.services.fail2ban import deploy as fail2ban
     from pyinfra_mailserver.services.postfix import deploy as postfix
     from pyinfra_mailserver.services.sasl import deploy as sasl
     from pyinfra_mailserver.services.system import deploy as system
     from pyinfra_mailserver.services.tls import deploy as tls
 
-    return (system, tls, postfix, sasl, dovecot)
+    return (system, tls, postfix, sasl, dovecot, fail2ban)
 
 
 def activations() -> tuple[ModuleType, ...]:
     """The order services are activated in: the authentication and delivery daemons before Postfix,
-    which talks to their sockets."""
-    _system, _tls, postfix, sasl, dovecot = deploys()
-    return (sasl, dovecot, postfix)
+    which talks to their sockets; fail2ban last, reading what the daemons log."""
+    _system, _tls, postfix, sasl, dovecot, fail2ban = deploys()
+    return (sasl, dovecot, postfix, fail2ban)
 
 
 def checks() -> tuple[ModuleType, ...]:
     """The services' checks modules (testinfra per phase, drift's effective settings)."""
     from pyinfra_mailserver.services.dovecot import checks as dovecot
+    from pyinfra_mailserver.services.fail2ban import checks as fail2ban
     from pyinfra_mailserver.services.postfix import checks as postfix
     from pyinfra_mailserver.services.sasl import checks as sasl
     from pyinfra_mailserver.services.system import checks as system
     from pyinfra_mailserver.services.tls import checks as tls
 
-    return (system, tls, postfix, sasl, dovecot)
+    return (system, tls, postfix, sasl, dovecot, fail2ban)

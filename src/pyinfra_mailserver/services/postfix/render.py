@@ -7,10 +7,9 @@ from pyinfra_mailserver.render.plan import Plan
 from pyinfra_mailserver.render.templating import templated
 
 RELOAD: tuple[ServiceName, ...] = ("postfix",)
-# the owner of a served domain's addresses that no login owns: no login can be named "-" (system user
-# names start with a letter or '_', virtual logins are addresses), so a client that did not log in is
-# refused them (reject_unauthenticated_sender_login_mismatch) and a logged-in one owns none of them
-NO_OWNER = "-"
+# the regexp table of the served domains, refused as senders to clients that did not log in (port 25 has
+# no SASL, so smtpd ignores reject_unauthenticated_sender_login_mismatch there)
+LOCAL_SENDERS = "local_senders"
 
 
 def served_domains(plan: Plan) -> list[str]:
@@ -24,9 +23,9 @@ def sender_owners(plan: Plan) -> dict[str, list[str]]:
     """smtpd_sender_login_maps: envelope sender (address or @domain) -> the logins that may use it.
 
     A mailbox owns its address, a system user NAME@ each mydestination domain, both their `send_as`;
-    with smtpd.reject_outside_local_senders every served domain's other addresses belong to NO_OWNER."""
+    an address no login owns is refused to every logged-in client."""
     s = plan.server
-    if not (s.smtpd.enforce_sender_login or s.smtpd.reject_outside_local_senders):
+    if not s.smtpd.enforce_sender_login:
         return {}
     owners: dict[str, set[str]] = {}
 
@@ -42,9 +41,6 @@ def sender_owners(plan: Plan) -> dict[str, list[str]]:
             own(f"{user.name}@{domain}", user.name)
         for other in user.send_as:
             own(other, user.name)
-    if s.smtpd.reject_outside_local_senders:
-        for domain in served_domains(plan):
-            owners.setdefault(f"@{domain}", {NO_OWNER})
     return {k: sorted(v) for k, v in sorted(owners.items())}
 
 
@@ -60,7 +56,11 @@ def restrictions(plan: Plan) -> dict[str, list[str]]:
         "permit_mynetworks",
         "reject_non_fqdn_sender",
         "permit_sasl_authenticated",
-        *(["reject_unauthenticated_sender_login_mismatch"] if sm.reject_outside_local_senders else []),
+        *(
+            [f"check_sender_access regexp:{plan.postfix_file(LOCAL_SENDERS)}"]
+            if sm.reject_outside_local_senders
+            else []
+        ),
         *(["reject_unknown_sender_domain"] if sm.reject_unknown_sender_domain else []),
     ]
     out = {
@@ -101,6 +101,16 @@ def files(plan: Plan) -> list[ManagedFile]:
     ]
     if owners:
         out.append(_file(plan, plan.postfix_file("sender_login"), "postfix/sender_login.j2", owners=owners))
+    if s.smtpd.reject_outside_local_senders:
+        out.append(
+            _file(
+                plan,
+                plan.postfix_file(LOCAL_SENDERS),
+                "postfix/local_senders.j2",
+                # domains hold only [a-z0-9.-]: the dot is the one character to escape
+                patterns={d: d.replace(".", "\\.") for d in served_domains(plan)},
+            )
+        )
     if s.relay.transport:
         out.append(_file(plan, plan.postfix_file("transport"), "postfix/transport.j2"))
     if s.relay.credentials:
@@ -144,7 +154,10 @@ def maps(plan: Plan) -> tuple[PostfixMap, ...]:
 
 
 def regexp_maps(plan: Plan) -> tuple[str, ...]:
-    return (f"regexp:{plan.postfix_file('header_checks')}",) if plan.server.header_checks else ()
+    out = [f"regexp:{plan.postfix_file('header_checks')}"] if plan.server.header_checks else []
+    if plan.server.smtpd.reject_outside_local_senders:
+        out.append(f"regexp:{plan.postfix_file(LOCAL_SENDERS)}")
+    return tuple(out)
 
 
 def parse_main_cf(text: str) -> dict[str, str]:

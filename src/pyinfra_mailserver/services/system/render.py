@@ -36,6 +36,8 @@ def packages(plan: Plan) -> tuple[str, ...]:
             out += d.dovecot_protocol_packages.get(proto, ())
     if plan.uses_saslauthd:
         out += d.saslauthd_packages
+    if plan.uses_fail2ban:
+        out += d.fail2ban_packages
     if s.relay.credentials:
         out += d.sasl_client_packages
     if s.local.mailbox_command == "procmail":

@@ -1,0 +1,37 @@
+"""fail2ban's deploy phases: the jail file checked with `fail2ban-client -t` before it goes live, then a
+reload (the jails re-read; bans in effect are kept)."""
+
+from __future__ import annotations
+
+from pyinfra_mailserver.engine.operations import activate_service, activation, install_files
+from pyinfra_mailserver.engine.plan import DeployPlan
+
+# fail2ban-client reads the whole new configuration tree (jail.conf, jail.d/, filters) and exits non-zero
+# on a missing filter, a bad option or a jail without a log source
+CHECKS = ('status:fail2ban-client -c "$tree" -t',)
+
+
+def configure(plan: DeployPlan) -> None:
+    """Configure phase: the jail file, checked and installed."""
+    if changes := plan.of("fail2ban", "file", "file-attrs"):
+        install_files(
+            name="Check and activate the fail2ban jails",
+            manifest=plan.manifest,
+            stage=plan.stage,
+            service="fail2ban",
+            changes=changes,
+            config_dir=plan.manifest.distro.fail2ban_dir,
+            checks=CHECKS,
+        )
+
+
+def activate(plan: DeployPlan) -> None:
+    """Activate phase: reload after a change, start, enable."""
+    if activation(plan.manifest, "fail2ban", plan.changes):
+        activate_service(
+            name="fail2ban running its jails",
+            manifest=plan.manifest,
+            stage=plan.stage,
+            service="fail2ban",
+            changes=plan.changes,
+        )
