@@ -102,6 +102,8 @@ def boot(st: LabState, h: HostState) -> subprocess.Popen[bytes]:
         "--register=no",  # no systemd-machined on a controller whose PID 1 is not systemd
         "--keep-unit",  # stay in the cgroup we put ourselves in (below)
         f"--network-namespace-path={network.NETNS_DIR / h.netns}",
+        # nftables (fail2ban's bans) inside the host's own network namespace, which only the lab uses
+        "--capability=CAP_NET_ADMIN",
         "--resolv-conf=off",
         "--timezone=off",
         "--link-journal=no",

@@ -62,7 +62,9 @@ def build_manifest(server: MailServer, distro: Distro) -> Manifest:
             )
         )
     if plan.uses_fail2ban:
-        services.append(Service("fail2ban", distro.services["fail2ban"]))
+        # restarted, not reloaded: after `fail2ban-client reload` its journal readers see no new entries
+        # (bans survive a restart: fail2ban keeps them in its database)
+        services.append(Service("fail2ban", distro.services["fail2ban"], reload=False))
     return Manifest(
         hostname=plan.hostname,
         distro=distro,

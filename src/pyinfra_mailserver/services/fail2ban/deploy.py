@@ -1,5 +1,5 @@
-"""fail2ban's deploy phases: the jail file checked with `fail2ban-client -t` before it goes live, then a
-reload (the jails re-read; bans in effect are kept)."""
+"""fail2ban's deploy phases: the jail and filter files checked with `fail2ban-client -t` before they go
+live, then a restart (bans in effect are kept in fail2ban's database)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def configure(plan: DeployPlan) -> None:
 
 
 def activate(plan: DeployPlan) -> None:
-    """Activate phase: reload after a change, start, enable."""
+    """Activate phase: restart after a change (a reload leaves its journal readers deaf), start, enable."""
     if activation(plan.manifest, "fail2ban", plan.changes):
         activate_service(
             name="fail2ban running its jails",

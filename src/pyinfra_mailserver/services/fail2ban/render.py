@@ -7,8 +7,10 @@ from pyinfra_mailserver.render.plan import Plan
 from pyinfra_mailserver.render.templating import templated
 from pyinfra_mailserver.services.system.render import ports
 
-# each jail and fail2ban's own filter (filter.d/) for the failures its daemon logs
-FILTERS = {"postfix-sasl": "postfix[mode=auth]", "dovecot": "dovecot"}
+# each jail and the filter (filter.d/) for the failures its daemon logs: fail2ban's own for Postfix, ours
+# for Dovecot (templates/fail2ban/dovecot-filter.conf.j2: it knows 2.4's log lines)
+DOVECOT_FILTER = "pyinfra-mailserver-dovecot"
+FILTERS = {"postfix-sasl": "postfix[mode=auth]", "dovecot": DOVECOT_FILTER}
 DAEMONS = {"postfix-sasl": "postfix", "dovecot": "dovecot"}
 
 
@@ -43,8 +45,9 @@ def files(plan: Plan) -> list[ManagedFile]:
     jails = {name: (FILTERS[name], journalmatch(plan, DAEMONS[name])) for name in jail_names(plan)}
     closed = sorted({p.port for p in ports(plan) if p.protocol != "lmtp"})  # what a ban closes
     context = {"ignored": ignored(plan), "ports": closed, "jails": jails}
-    return [
-        templated(
-            plan, jail_file(plan), "fail2ban/jail.local.j2", "fail2ban", reload=("fail2ban",), context=context
-        )
-    ]
+    out = [templated(plan, jail_file(plan), "fail2ban/jail.local.j2", "fail2ban", context=context)]
+    if "dovecot" in jails:
+        path = f"{plan.distro.fail2ban_dir}/filter.d/{DOVECOT_FILTER}.conf"
+        extra = {"journalmatch": jails["dovecot"][1]}
+        out.append(templated(plan, path, "fail2ban/dovecot-filter.conf.j2", "fail2ban", context=extra))
+    return out
