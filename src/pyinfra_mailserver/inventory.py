@@ -29,6 +29,34 @@ from pyinfra_mailserver.model import MailServer, ModelError, validate_server
 from pyinfra_mailserver.render import build_manifest
 
 DATA_KEY = "mailserver"
+# every host data key the tool reads; another `mailserver...` key is a typo whose setting would be ignored
+HOST_KEYS = frozenset(
+    {
+        DATA_KEY,
+        secretstore.HOST_DATA_KEY,
+        "mailserver_audit",
+        "mailserver_distro",
+        "mailserver_dovecot",
+        "mailserver_lock_path",
+        "mailserver_release",
+        "mailserver_stage_dir",
+        "mailserver_verify",
+    }
+)
+
+
+def unknown_host_keys(data: Mapping[str, Any]) -> list[str]:
+    """`key: fix` problems for host data keys that look like ours but are not read by anything."""
+    import difflib
+
+    out = []
+    for key in sorted(
+        k for k in data if isinstance(k, str) and k.startswith(DATA_KEY) and k not in HOST_KEYS
+    ):
+        close = difflib.get_close_matches(key, sorted(HOST_KEYS), n=1)
+        hint = f"did you mean {close[0]}?" if close else f"the keys read are {', '.join(sorted(HOST_KEYS))}"
+        out.append(f"{key}: host data that nothing reads (its setting would be ignored) — {hint}")
+    return out
 
 
 @dataclass(frozen=True)
@@ -134,11 +162,20 @@ def server_from_data(
     name: str, data: Mapping[str, Any], inventory_path: str | os.PathLike[str] | None = None
 ) -> MailServer:
     """Validate one host's data (its `mailserver` key) into a MailServer, or raise ModelError."""
+    unknown = unknown_host_keys(data)
     if DATA_KEY not in data:
         raise ModelError(
-            name, [f"{DATA_KEY}: host has no `{DATA_KEY}` data (set it in group_data/<group>.py)"]
+            name, [f"{DATA_KEY}: host has no `{DATA_KEY}` data (set it in group_data/<group>.py)", *unknown]
         )
-    return validate_server(data[DATA_KEY], hostname=name, secrets_dir=secrets_dir_for(data, inventory_path))
+    try:
+        server = validate_server(
+            data[DATA_KEY], hostname=name, secrets_dir=secrets_dir_for(data, inventory_path)
+        )
+    except ModelError as e:
+        raise ModelError(name, [*e.problems, *unknown]) from None
+    if unknown:
+        raise ModelError(name, unknown)
+    return server
 
 
 def server_from_host(host: Any, inventory_path: str | os.PathLike[str] | None = None) -> MailServer:

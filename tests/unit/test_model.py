@@ -301,6 +301,18 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("no-postmaster", {"aliases": {"abuse": ["root"]}}, "aliases", "postmaster"),
     ("no-abuse", {"aliases": {"postmaster": ["root"]}}, "aliases", "RFC 2142"),
     (
+        "hostname-two-trailing-dots",
+        {"identity": {"myhostname": "mx.example.org.."}},
+        "identity.myhostname",
+        "empty label",
+    ),
+    (
+        "interface-name",
+        {"identity": {"inet_interfaces": ["eth0"]}},
+        "identity.inet_interfaces",
+        "interface names",
+    ),
+    (
         "dnsbl-site-garbage",
         {"smtpd": {"postscreen": {"dnsbl_sites": ["zen.spamhaus.org**3"]}}},
         "smtpd.postscreen.dnsbl_sites",
@@ -515,3 +527,22 @@ def test_pydantic_type_errors_say_what_to_do() -> None:
     assert "'normalize', 'reject' or 'no' — set one of those" in lines["smtpd.forbid_bare_newline"]
     assert "write true or false" in lines["smtpd.forbid_unauth_pipelining"]
     assert "without quotes or a suffix" in lines["identity.message_size_limit"]
+
+
+def test_one_trailing_dot_is_the_dns_root() -> None:
+    server = validate_server({"identity": {"myhostname": "mx.example.org."}}, hostname="mx.example.org")
+    assert server.identity.myhostname == "mx.example.org"
+
+
+def test_a_host_data_key_nothing_reads_is_refused(tmp_path: Path) -> None:
+    """A typo such as `mailserver_secret_dir` would leave its setting silently ignored."""
+    from mailserver_testdata import write_inventory
+
+    from pyinfra_mailserver.inventory import load_hosts
+
+    inv = write_inventory(tmp_path, {"mail": ["mx.example.org"]}, {"mail": virt()})
+    group = inv.parent / "group_data" / "mail.py"
+    group.write_text(group.read_text() + "mailserver_secret_dir = '/srv/secrets'\n")
+    with pytest.raises(ModelError) as exc:
+        load_hosts(inv)
+    assert [p for p in exc.value.problems if "mailserver_secret_dir" in p and "mailserver_secrets_dir?" in p]

@@ -375,7 +375,9 @@ def test_fail2ban_jails_read_the_journal_and_never_ban_trusted_networks() -> Non
     assert "port = 25,143,465,587,993,995" in jail  # every port clients reach (not LMTP)
     assert "filter = pyinfra-mailserver-dovecot" in jail  # ours: it knows Dovecot 2.4's log lines
     dovecot_filter = m.file("/etc/fail2ban/filter.d/pyinfra-mailserver-dovecot.conf").content
-    assert "Login aborted" in dovecot_filter and "journalmatch = _SYSTEMD_UNIT=dovecot.service" in dovecot_filter
+    assert (
+        "Login aborted" in dovecot_filter and "journalmatch = _SYSTEMD_UNIT=dovecot.service" in dovecot_filter
+    )
     assert not next(s for s in m.services if s.name == "fail2ban").reload  # restarted (see render)
     assert {"fail2ban", "python3-systemd", "nftables"} <= set(m.packages)
     assert any(s.name == "fail2ban" for s in m.services)

@@ -46,7 +46,8 @@ def check_domain(value: str, *, fqdn: bool = False, what: str = "domain") -> str
             f"characters ({bad.encode('ascii', 'backslashreplace').decode()}) — look-alike letters are "
             "refused; write internationalised names in punycode (xn--...)",
         )
-    name = value.rstrip(".").lower() if value.endswith(".") and len(value) > 1 else value.lower()
+    # one trailing dot is the DNS root (mx.example.org. is mx.example.org); two are a typo, refused below
+    name = value[:-1].lower() if value.endswith(".") and len(value) > 1 else value.lower()
     if len(name) > 253:
         raise err("domain", f"{what} is {len(name)} characters long — a DNS name has at most 253")
     labels = name.split(".")

@@ -270,7 +270,14 @@ class Identity(Strict):
             try:
                 ipaddress.ip_address(item.strip("[]"))
             except ValueError:
-                check_domain(item, what="inet_interfaces entry")
+                name = check_domain(item, what="inet_interfaces entry")
+                if "." not in name and name != "localhost":
+                    raise err(
+                        "interfaces",
+                        f"inet_interfaces entry {item!r} is no address nor FQDN: Postfix binds to "
+                        "addresses, not to interface names — give the interface's address "
+                        "(e.g. 192.0.2.10), or 'all'",
+                    ) from None
         return v
 
     @field_validator("recipient_delimiter")
