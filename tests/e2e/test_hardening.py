@@ -400,7 +400,9 @@ import imaplib, smtplib, ssl, sys
 
 fqdn, ca, user, proto, tries = sys.argv[1:6]
 ctx = ssl.create_default_context(cafile=ca)
-for _ in range(int(tries)):
+
+
+def guess():
     if proto == "smtp":
         with smtplib.SMTP(fqdn, 587, local_hostname="guesser.test", timeout=30) as s:
             s.starttls(context=ctx)
@@ -418,6 +420,14 @@ for _ in range(int(tries)):
             pass
         finally:
             m.shutdown()
+
+
+for _ in range(int(tries)):
+    try:
+        guess()
+    except (OSError, smtplib.SMTPServerDisconnected):  # banned in the middle of the guesses
+        print("cut off")
+        break
 print("refused")
 """
 CAN_CONNECT = (
