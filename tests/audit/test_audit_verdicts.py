@@ -504,9 +504,14 @@ def test_fail2ban_jails_must_all_run() -> None:
     jails = ManagedFile(
         "/etc/fail2ban/jail.d/pyinfra-mailserver.local", "[DEFAULT]\n[postfix-sasl]\n[dovecot]\n"
     )
+    dovecot_filter = ManagedFile(
+        "/etc/fail2ban/filter.d/pyinfra-mailserver-dovecot.conf",
+        "[INCLUDES]\n[Definition]\n",
+        service="fail2ban",
+    )  # no jail: its sections are not looked for
     m = replace(
         manifest(),
-        files=(*manifest().files, replace(jails, service="fail2ban")),
+        files=(*manifest().files, replace(jails, service="fail2ban"), dovecot_filter),
         services=(*manifest().services, Service("fail2ban", "fail2ban")),
     )
 

@@ -174,3 +174,10 @@ def test_saslauthd_socket_is_linked_where_testsaslauthd_looks(secrets_env: Path)
         link = "ExecStartPost=/bin/ln -sfn /var/spool/postfix/var/run/saslauthd/mux /var/run/saslauthd/mux"
         assert link in m.file(dropin).content, release
         assert next(s for s in m.services if s.name == "saslauthd").daemon_reload
+
+
+def test_a_quoted_dovecot_value_reads_as_doveconf_prints_it() -> None:
+    from pyinfra_mailserver.services.dovecot.render import parse_settings
+
+    text = 'quota_status_overquota = "552 5.2.2 Mailbox is full"\nssl = required\n'
+    assert parse_settings(text) == {"quota_status_overquota": "552 5.2.2 Mailbox is full", "ssl": "required"}

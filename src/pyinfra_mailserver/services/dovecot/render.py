@@ -101,7 +101,8 @@ def config_version(plan: Plan) -> str:
 def parse_settings(text: str) -> dict[str, str]:
     """Top-level `key = value` settings of a Dovecot config file (and `filter/key` for those of a named
     filter block), the way `doveconf KEY` prints them: other sections, includes and comments skipped,
-    whitespace normalised, the last one wins. Reads rendered files and doveconf's output alike."""
+    whitespace normalised, quotes around a value dropped, the last one wins. Reads rendered files and
+    doveconf's output alike."""
     out: dict[str, str] = {}
     blocks: list[str] = []
     for raw in text.splitlines():
@@ -118,6 +119,9 @@ def parse_settings(text: str) -> dict[str, str]:
         key, sep, value = line.partition("=")
         if not sep:
             continue
+        value = value.strip()
+        if len(value) > 1 and value[0] == value[-1] == '"':  # a quoted value: doveconf prints it bare
+            value = value[1:-1]
         if not blocks:
             out[key.strip()] = " ".join(value.split())
         elif len(blocks) == 1 and blocks[0] in FILTERS:
