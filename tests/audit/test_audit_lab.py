@@ -129,6 +129,7 @@ def test_fresh_host_has_no_findings(hosts: Hosts, variant: str, tmp_path: Path) 
         "smtp.sender_login_enforced[587]",
         "smtp.local_sender_refused[25]",
         "smtp.helo_checked[25]",
+        "fail2ban.jails",
     ):
         assert audit.status(check) == "pass", check
     assert audit.status("dns.mx") == "skip"
@@ -272,6 +273,12 @@ BREAKS: list[tuple[str, str, str, dict[str, set[str]]]] = [
         "saslauthd",
         "postconf -e 'smtpd_helo_restrictions=' && postfix reload",
         {"audit": {"smtp.helo_checked[25]"}, "drift": {"drift.postconf"}},
+    ),
+    (
+        "fail2ban_stopped",
+        "virtual",
+        "systemctl stop fail2ban",
+        {"audit": {"fail2ban.jails"}, "drift": {"drift.service[fail2ban]"}},
     ),
     (
         "saslauthd_stopped",
