@@ -312,8 +312,16 @@ def test_sender_checks_follow_the_smtpd_section() -> None:
 
     on = main_cf()
     assert on["smtpd_sender_login_maps"] == "hash:/etc/postfix/sender_login"
+    # the login ports: a login sends as its own addresses only, from mynetworks too
+    assert (
+        on["mua_sender_restrictions"] == "reject_authenticated_sender_login_mismatch, reject_non_fqdn_sender"
+    )
+    master = "\n".join(
+        build_manifest(validate_server(SENDERS, hostname="mx.example.org"), distro.DEBIAN).postconf_master
+    )
+    assert master.count("-o smtpd_sender_restrictions=$mua_sender_restrictions") == 2  # 587 and 465
+    # port 25, which runs no SASL by default (smtpd would log a warning for the login check there)
     assert on["smtpd_sender_restrictions"].split(", ") == [
-        "reject_authenticated_sender_login_mismatch",  # first: holds a login in mynetworks too
         "permit_mynetworks",
         "reject_non_fqdn_sender",
         "permit_sasl_authenticated",
@@ -335,7 +343,7 @@ def test_sender_checks_follow_the_smtpd_section() -> None:
         == "permit_mynetworks, reject_non_fqdn_sender, permit_sasl_authenticated"
     )
     only_outside = main_cf(enforce_sender_login=False)
-    assert "reject_authenticated_sender_login_mismatch" not in only_outside["smtpd_sender_restrictions"]
+    assert "reject_authenticated_sender_login_mismatch" not in only_outside["mua_sender_restrictions"]
     assert "smtpd_sender_login_maps" not in only_outside
     assert "local_senders" in only_outside["smtpd_sender_restrictions"]
 

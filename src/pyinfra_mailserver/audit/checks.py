@@ -112,7 +112,7 @@ def smtpd_policy(m: Manifest) -> frozenset[str]:
 
     steps: set[str] = set()
     for key, value in m.postconf.items():
-        if key.startswith("smtpd_") and key.endswith("_restrictions"):
+        if key.endswith("_restrictions"):  # smtpd_*_restrictions and the login ports' own
             steps.update(value.replace(",", " ").split())
     if f"regexp:{m.distro.postfix_dir}/{LOCAL_SENDERS}" in steps:
         steps.add(LOCAL_SENDERS_REFUSED)

@@ -78,6 +78,7 @@ MANAGED_PARAMS = frozenset(
         "postscreen_dnsbl_threshold",
         "postscreen_dnsbl_action",
         "smtpd_etrn_restrictions",
+        "mua_sender_restrictions",
         "smtpd_relay_restrictions",
         "smtpd_sasl_type",
         "smtpd_sasl_path",

@@ -10,6 +10,8 @@ RELOAD: tuple[ServiceName, ...] = ("postfix",)
 # the regexp table of the served domains, refused as senders to clients that did not log in (port 25 has
 # no SASL, so smtpd ignores reject_unauthenticated_sender_login_mismatch there)
 LOCAL_SENDERS = "local_senders"
+# main.cf's own parameter for the login ports' sender checks (master.cf: -o smtpd_sender_restrictions=$...)
+MUA_SENDER_RESTRICTIONS = "mua_sender_restrictions"
 
 
 def served_domains(plan: Plan) -> list[str]:
@@ -45,14 +47,17 @@ def sender_owners(plan: Plan) -> dict[str, list[str]]:
 
 
 def restrictions(plan: Plan) -> dict[str, list[str]]:
-    """The smtpd_*_restrictions lists main.cf sets, from the smtpd section (empty lists are left out).
+    """The smtpd_*_restrictions lists main.cf sets, from the smtpd section (empty lists are left out):
+    those of port 25, and MUA_SENDER_RESTRICTIONS, which the login ports use as their sender list.
 
     Order matters: a logged-in client is held to its own addresses even from mynetworks; mynetworks
-    and logged-in clients skip the checks meant for unknown clients (their HELO name, a local sender)."""
+    and logged-in clients skip the checks meant for unknown clients (their HELO name, a local sender).
+    The login check is only where SASL runs: elsewhere smtpd ignores it with a warning in the log."""
     sm = plan.server.smtpd
     helo = ["reject_invalid_helo_hostname", "reject_non_fqdn_helo_hostname"] if sm.helo_checks else []
+    login = ["reject_authenticated_sender_login_mismatch"] if sm.enforce_sender_login else []
     sender = [
-        *(["reject_authenticated_sender_login_mismatch"] if sm.enforce_sender_login else []),
+        *(login if plan.server.services.smtp.auth else []),
         "permit_mynetworks",
         "reject_non_fqdn_sender",
         "permit_sasl_authenticated",
@@ -66,6 +71,7 @@ def restrictions(plan: Plan) -> dict[str, list[str]]:
     out = {
         "smtpd_helo_restrictions": ["permit_mynetworks", "permit_sasl_authenticated", *helo] if helo else [],
         "smtpd_sender_restrictions": sender,
+        MUA_SENDER_RESTRICTIONS: [*login, "reject_non_fqdn_sender"],
         "smtpd_recipient_restrictions": [
             "reject_non_fqdn_recipient",
             # Dovecot answers whether the message (its SIZE=, when the client says it) fits the mailbox:
