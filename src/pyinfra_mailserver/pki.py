@@ -112,7 +112,8 @@ def _san(names: tuple[str, ...]) -> x509.SubjectAlternativeName:
 
 
 def _cert_still_good(cert_path: Path, key_path: Path, ca: x509.Certificate, names: tuple[str, ...]) -> bool:
-    """A server cert is reused while it matches the names, is signed by this CA, and is not near expiry."""
+    """A server cert is reused while it matches the names, is signed by this CA, is not near expiry, and
+    lives no longer than CERT_LIFETIME (one made before that limit is re-issued at the next deploy)."""
     if not (cert_path.exists() and key_path.exists()):
         return False
     try:
@@ -121,6 +122,8 @@ def _cert_still_good(cert_path: Path, key_path: Path, ca: x509.Certificate, name
     except (ValueError, x509.ExtensionNotFound):
         return False
     if set(san) != set(_san(names)) or cert.issuer != ca.subject:
+        return False
+    if cert.not_valid_after_utc - cert.not_valid_before_utc > CERT_LIFETIME:
         return False
     return cert.not_valid_after_utc - _now() > RENEW_BEFORE
 

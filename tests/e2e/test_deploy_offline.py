@@ -138,6 +138,20 @@ def test_server_cert_lives_at_most_397_days_and_is_reissued_30_days_before_its_e
     assert renewed.not_valid_after_utc > leaf.not_valid_after_utc
 
 
+def test_a_server_cert_made_to_live_longer_is_reissued(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A certificate from before the 397-day limit (825 days) is replaced at the next deploy."""
+    secrets = tmp_path / "secrets"
+    monkeypatch.setattr(pki, "CERT_LIFETIME", dt.timedelta(days=825))
+    old = pki.ensure_server_cert(secrets, "mx1.lab.test", ("mx1.lab.test",))
+    monkeypatch.setattr(pki, "CERT_LIFETIME", dt.timedelta(days=397))
+    new = pki.ensure_server_cert(secrets, "mx1.lab.test", ("mx1.lab.test",))
+    assert new.cert_pem != old.cert_pem
+    leaf = x509.load_pem_x509_certificate(new.cert_pem.encode())
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc <= dt.timedelta(days=397)
+
+
 def _manifest() -> Manifest:
     d = distro.DEBIAN
     return Manifest(
