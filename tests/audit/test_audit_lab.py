@@ -263,8 +263,8 @@ BREAKS: list[tuple[str, str, str, dict[str, set[str]]]] = [
         "sender_checks_off",
         "virtual",
         # port 25's sender checks, and the login ports' own (mua_sender_restrictions)
-        "postconf -e 'smtpd_sender_restrictions=permit_mynetworks' 'mua_sender_restrictions=permit_mynetworks' "
-        "&& postfix reload",
+        "postconf -e 'smtpd_sender_restrictions=permit_mynetworks' "
+        "'mua_sender_restrictions=permit_mynetworks' && postfix reload",
         {
             "audit": {"smtp.sender_login_enforced[587]", "smtp.local_sender_refused[25]"},
             "drift": {"drift.postconf"},
