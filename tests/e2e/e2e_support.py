@@ -34,6 +34,7 @@ SINK_PORT = 2525
 # the virtual variant's mailbox with a tiny quota, for the test that quotas are enforced
 QUOTA_BOX, QUOTA = "bob@example.com", "1M"
 BANTIME = 40  # seconds: short enough for a test to see a ban lift
+CONNECTION_LIMIT = 10  # SMTP connections per minute from one client (the controller is exempt)
 EXAMPLES = {
     "virtual": REPO / "inventories" / "group_data" / "example_virtual.py",
     "saslauthd": REPO / "inventories" / "group_data" / "example_saslauthd.py",
@@ -60,6 +61,8 @@ def group_data_source(
         "mailserver['services']['pop3'] = {'enabled': True}",
         # no DNS in the lab: sender domains cannot be looked up (the check would defer every message)
         "mailserver.setdefault('smtpd', {})['reject_unknown_sender_domain'] = False",
+        # a connection limit a test can reach (the controller is exempt: fail2ban.ignore_ip below)
+        f"mailserver['smtpd']['rate_limits'] = {{'connections': {CONNECTION_LIMIT}}}",
         # the controller tries wrong passwords on purpose: never banned; short bans, so a test sees one end
         f"mailserver['fail2ban'] = {{'ignore_ip': ['{bridge_ip}/32'], 'maxretry': 3, 'findtime': 600, "
         f"'bantime': {BANTIME}}}",

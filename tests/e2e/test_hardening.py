@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 
 import pytest
-from e2e_support import BANTIME, QUOTA_BOX, Deployment, resolving
+from e2e_support import BANTIME, CONNECTION_LIMIT, QUOTA_BOX, Deployment, resolving
 
 from pyinfra_mailserver.audit import tlsprobe
 from pyinfra_mailserver.lab.pytest_plugin import TEST_RELEASES
@@ -475,3 +475,31 @@ def test_wrong_passwords_get_an_address_banned_and_the_ban_lifts(
         until(f"the ban lifts after {BANTIME} s", client_gets_in, BANTIME + 60)
     finally:
         dep.host.run("fail2ban-client unban --all")
+
+
+# -- rate limits (last in the module: the client host stays over its limit for up to a minute) -------------
+
+FLOOD = """
+import socket, sys
+
+ip, n = sys.argv[1], int(sys.argv[2])
+for _ in range(n):
+    with socket.create_connection((ip, 587), timeout=30) as s:
+        print(s.makefile("rb").readline().decode().strip())
+"""
+
+
+def test_a_client_over_its_connection_rate_is_refused_and_the_controller_is_not(
+    dep: Deployment, deployments: object
+) -> None:
+    """Reproduced: `smtpd_client_*_rate_limit = 0`. The other lab host opens more connections in a minute
+    than the limit: smtpd greets the extra ones with 421; the controller, exempt, still gets 220."""
+    client = deployed(deployments, "saslauthd", dep.release)
+    out = client.host.run(f"python3 - {dep.host.ip} {CONNECTION_LIMIT + 3}", input=FLOOD)
+    greetings = out.stdout.splitlines()
+    assert out.returncode == 0 and len(greetings) == CONNECTION_LIMIT + 3, out
+    refused = [g for g in greetings if g.startswith("421")]
+    assert refused and "too many connections" in refused[0], greetings
+    assert greetings[0].startswith("220"), greetings  # under the limit, a client is served
+    with resolving(dep.fqdn, dep.host.ip), session(dep, 587) as s:
+        assert s.noop()[0] == 250

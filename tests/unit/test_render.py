@@ -392,3 +392,11 @@ def test_fail2ban_jails_read_the_journal_and_never_ban_trusted_networks() -> Non
     off = manifest(distro.TRIXIE, enabled=False)
     assert not off.files_for("fail2ban") and "fail2ban" not in off.packages
     assert not any(s.name == "fail2ban" for s in off.services)
+
+
+def test_rate_limits_spare_the_trusted_clients() -> None:
+    data = {**SENDERS, "smtpd": {"rate_limits": {"auth": 5}}, "fail2ban": {"ignore_ip": ["192.0.2.7/32"]}}
+    pc = build_manifest(validate_server(data, hostname="mx.example.org"), distro.DEBIAN).postconf
+    assert pc["smtpd_client_auth_rate_limit"] == "5"
+    assert pc["smtpd_client_connection_rate_limit"] == "100" and pc["anvil_rate_time_unit"] == "60s"
+    assert pc["smtpd_client_event_limit_exceptions"] == "$mynetworks 192.0.2.7/32"

@@ -79,6 +79,13 @@ MANAGED_PARAMS = frozenset(
         "postscreen_dnsbl_action",
         "smtpd_etrn_restrictions",
         "mua_sender_restrictions",
+        "anvil_rate_time_unit",
+        "smtpd_client_connection_rate_limit",
+        "smtpd_client_connection_count_limit",
+        "smtpd_client_message_rate_limit",
+        "smtpd_client_recipient_rate_limit",
+        "smtpd_client_auth_rate_limit",
+        "smtpd_client_event_limit_exceptions",
         "smtpd_relay_restrictions",
         "smtpd_sasl_type",
         "smtpd_sasl_path",
@@ -152,6 +159,17 @@ class Postscreen(Strict):
         return out
 
 
+class RateLimits(Strict):
+    """anvil(8)'s limits per client address and minute, for every SMTP port. Clients in mynetworks and
+    in fail2ban.ignore_ip are exempt (smtpd_client_event_limit_exceptions). 0 means no limit."""
+
+    connections: int = Field(default=100, ge=0, le=100000, description="New connections per minute.")
+    concurrent: int = Field(default=20, ge=0, le=10000, description="Connections open at once.")
+    messages: int = Field(default=200, ge=0, le=100000, description="Messages per minute.")
+    recipients: int = Field(default=500, ge=0, le=1000000, description="Recipients per minute.")
+    auth: int = Field(default=20, ge=0, le=100000, description="AUTH commands per minute.")
+
+
 class Smtpd(Strict):
     """What smtpd accepts from clients. The defaults close SMTP smuggling (CVE-2023-51764): a client
     that ends DATA with a bare `<LF>.<CR><LF>` cannot slip a second message, with a sender it never
@@ -186,6 +204,7 @@ class Smtpd(Strict):
         "'1.2.3.4', 'localhost') from clients outside mynetworks that did not log in.",
     )
     postscreen: Postscreen = Field(default_factory=Postscreen)
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
     reject_unknown_sender_domain: bool = Field(
         default=True,
         description="Refuse (or, on a DNS failure, defer) mail whose sender domain has no MX nor A "
