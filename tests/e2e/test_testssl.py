@@ -41,8 +41,8 @@ def graded(
     dep: Deployment = deployments("virtual", request.param)  # type: ignore[operator]
     assert dep.first["success"], dep.first["_report"]["errors"]
     out = tmp_path_factory.mktemp(f"testssl-{request.param}")
-    runs = {}
-    for port, starttls in PORTS.items():
+
+    def start(port: int, starttls: str | None, attempt: int) -> subprocess.Popen[str]:
         argv = [
             TESTSSL,
             "--quiet",
@@ -55,20 +55,28 @@ def graded(
             "--add-ca",
             str(dep.ca_file),
             "--jsonfile",
-            str(out / f"{port}.json"),
+            str(out / f"{port}-{attempt}.json"),
             "-s",  # cipher categories
             "-P",  # server preference
             "-S",  # server defaults: certificate, chain, lifetime, revocation
             *(["--starttls", starttls] if starttls else []),
             f"{dep.fqdn}:{port}",
         ]
-        runs[port] = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    findings: dict[int, dict[str, dict[str, Any]]] = {}
-    for port, proc in runs.items():
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def result(port: int, proc: subprocess.Popen[str], attempt: int) -> dict[str, dict[str, Any]]:
         text, _ = proc.communicate(timeout=600)
-        path = Path(out / f"{port}.json")
+        path = Path(out / f"{port}-{attempt}.json")
         assert path.exists(), f"testssl wrote no JSON for {port} (exit {proc.returncode}):\n{text[-3000:]}"
-        findings[port] = {f["id"]: f for f in json.loads(path.read_text())}
+        return {f["id"]: f for f in json.loads(path.read_text())}
+
+    runs = {port: start(port, starttls, 1) for port, starttls in PORTS.items()}
+    findings = {port: result(port, proc, 1) for port, proc in runs.items()}
+    # four graders at once on two cores: a check may fail to connect ("check failed because of connect
+    # problem", a WARN about the grader, not the host); such a port is graded again, alone
+    for port, found in list(findings.items()):
+        if any("connect problem" in f["finding"] for f in found.values()):
+            findings[port] = result(port, start(port, PORTS[port], 2), 2)
     return findings
 
 
